@@ -1,0 +1,68 @@
+"""aiocomm: an asyncio-native RPC communicator with a C++ core, speaking the Ice protocol."""
+
+from __future__ import annotations
+
+import atexit
+
+from . import _core
+from .adapter import ObjectAdapter
+from .communicator import Communicator
+from .errors import (
+    AdapterDeactivatedError,
+    AiocommError,
+    AlreadyRegisteredError,
+    CommunicatorDestroyedError,
+    ConnectionLostError,
+    ConnectionRefusedError,
+    ConnectTimeoutError,
+    DispatchError,
+    FacetNotExistError,
+    InvocationTimeoutError,
+    NotRegisteredError,
+    ObjectNotExistError,
+    OperationNotExistError,
+    ProtocolError,
+    ProxyParseError,
+    UnknownError,
+    UnknownLocalError,
+    UnknownUserError,
+    UserError,
+    WrongLoopError,
+)
+from .identity import Current, Identity, OperationMode
+from .proxy import Proxy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AdapterDeactivatedError",
+    "AiocommError",
+    "AlreadyRegisteredError",
+    "Communicator",
+    "CommunicatorDestroyedError",
+    "ConnectTimeoutError",
+    "ConnectionLostError",
+    "ConnectionRefusedError",
+    "Current",
+    "DispatchError",
+    "FacetNotExistError",
+    "Identity",
+    "InvocationTimeoutError",
+    "NotRegisteredError",
+    "ObjectAdapter",
+    "ObjectNotExistError",
+    "OperationMode",
+    "OperationNotExistError",
+    "ProtocolError",
+    "Proxy",
+    "ProxyParseError",
+    "UnknownError",
+    "UnknownLocalError",
+    "UnknownUserError",
+    "UserError",
+    "WrongLoopError",
+]
+
+# Interpreter exit is a lifecycle event: join every native thread while the
+# interpreter is whole, so none of them touches Python once it is finalizing.
+atexit.register(_core.teardown_all)

@@ -1,0 +1,424 @@
+"""The loop-side half of a communicator.
+
+The runtime drains the native inbox on the event loop, in one batch per
+wake-up: replies complete their futures, requests call their servants. It
+holds no reference to the :class:`~aiocomm.Communicator` (only a weak one to
+the native handle), so the loop's reader callback never keeps a
+communicator alive on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import sys
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from . import _core
+from ._encoding import decode_string, encode_bool, encode_string, encode_string_seq
+from .errors import (
+    CommunicatorDestroyedError,
+    ConnectionLostError,
+    ConnectionRefusedError,
+    ConnectTimeoutError,
+    DispatchError,
+    FacetNotExistError,
+    InvocationTimeoutError,
+    ObjectNotExistError,
+    OperationNotExistError,
+    ProtocolError,
+    UnknownError,
+    UnknownLocalError,
+    UnknownUserError,
+    UserError,
+)
+from .identity import Current, Identity, OperationMode
+
+if TYPE_CHECKING:
+    from .adapter import ObjectAdapter
+
+__all__ = ["Runtime", "current_dispatch"]
+
+logger = logging.getLogger("aiocomm")
+
+# The dispatch the running code belongs to, so that destroy() called from a
+# servant does not wait for the very dispatch that awaits it.
+current_dispatch: contextvars.ContextVar[Current | None] = contextvars.ContextVar(
+    "aiocomm_current_dispatch", default=None
+)
+
+_REPLY_OK, _REPLY_USER = 0, 1
+_EAGER = sys.version_info >= (3, 12)
+
+_FAILURES: dict[int, Callable[[str], BaseException]] = {
+    1: ConnectionRefusedError,
+    2: ConnectionLostError,
+    3: ConnectTimeoutError,
+    4: lambda text: CommunicatorDestroyedError(text or "the communicator has been destroyed"),
+    5: ProtocolError,
+}
+
+_NOT_EXIST: dict[int, type[ObjectNotExistError | FacetNotExistError | OperationNotExistError]] = {
+    2: ObjectNotExistError,
+    3: FacetNotExistError,
+    4: OperationNotExistError,
+}
+
+_UNKNOWN: dict[int, type[UnknownError]] = {5: UnknownLocalError, 6: UnknownUserError, 7: UnknownError}
+
+
+def reply_error(status: int, payload: bytes, detail: Any) -> BaseException:
+    """The exception a caller sees for a reply with a non-OK status."""
+    if status == _REPLY_USER:
+        return UserError(payload)
+    not_exist = _NOT_EXIST.get(status)
+    if not_exist is not None:
+        name, category, facet, operation = detail
+        identity = Identity(name, category)
+        what = {2: f"object '{identity}'", 3: f"facet '{facet}' of '{identity}'",
+                4: f"operation '{operation}' of '{identity}'"}[status]
+        return not_exist(f"{what} does not exist", identity=identity, facet=facet,
+                         operation=operation)
+    unknown = _UNKNOWN.get(status)
+    if unknown is not None:
+        return unknown(str(detail or ""))
+    return DispatchError(str(detail or ""), status=status)
+
+
+def failure_error(code: int, text: str) -> BaseException:
+    make = _FAILURES.get(code)
+    return make(text) if make is not None else ConnectionLostError(text)
+
+
+def _builtin_ids(servant: object) -> list[str]:
+    ids = list(getattr(servant, "type_ids", ()) or ())
+    if "::Ice::Object" not in ids:
+        ids.append("::Ice::Object")
+    return ids
+
+
+def _ice_ping(servant: object, params: bytes) -> bytes:
+    return b""
+
+
+def _ice_is_a(servant: object, params: bytes) -> bytes:
+    return encode_bool(decode_string(params) in _builtin_ids(servant))
+
+
+def _ice_id(servant: object, params: bytes) -> bytes:
+    return encode_string(_builtin_ids(servant)[0])
+
+
+def _ice_ids(servant: object, params: bytes) -> bytes:
+    return encode_string_seq(sorted(_builtin_ids(servant)))
+
+
+_BUILTINS: dict[str, Callable[[object, bytes], bytes]] = {
+    "ice_ping": _ice_ping,
+    "ice_isA": _ice_is_a,
+    "ice_id": _ice_id,
+    "ice_ids": _ice_ids,
+}
+
+
+def _resolve(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+class Runtime:
+    def __init__(self, loop: asyncio.AbstractEventLoop, inbox: _core.Inbox,
+                 handle: _core.Communicator) -> None:
+        self.loop = loop
+        self.inbox = inbox
+        self.handle_ref = weakref.ref(handle)
+        self.pending: dict[int, asyncio.Future[bytes]] = {}
+        self.timers: dict[int, asyncio.TimerHandle] = {}
+        self.adapters: dict[int, ObjectAdapter] = {}
+        self.in_flight = 0
+        self.idle_waiters: list[asyncio.Future[None]] = []
+        self.closed = False
+        self.reader_fd = inbox.fd
+        loop.add_reader(self.reader_fd, self.on_readable)
+
+    # ------------------------------------------------------------ inbox
+
+    def on_readable(self) -> None:
+        for event in self.inbox.drain():
+            kind = event[0]
+            try:
+                if kind == 0:
+                    self._on_reply(event)
+                elif kind == 1:
+                    self._on_request(event)
+                elif kind == 2:
+                    self._on_failed(event[1], failure_error(event[2], event[3]))
+                elif kind == 3:
+                    self._on_sent(event[1])
+                elif kind == 4:
+                    logger.log(event[1], "%s", event[2])
+                elif kind == 5:
+                    self._on_closed()
+            except Exception:
+                # One bad event must not cost the others in the batch.
+                logger.exception("aiocomm: error while delivering %r", event[:2])
+
+    def _on_reply(self, event: tuple[Any, ...]) -> None:
+        _, request_id, status, payload, detail = event
+        future = self.pending.pop(request_id, None)
+        if future is None:
+            return
+        if self.timers:
+            timer = self.timers.pop(request_id, None)
+            if timer is not None:
+                timer.cancel()
+        if future.done():
+            return
+        if status == _REPLY_OK:
+            future.set_result(payload)
+        else:
+            future.set_exception(reply_error(status, payload, detail))
+
+    def _on_failed(self, request_id: int, error: BaseException) -> None:
+        future = self.pending.pop(request_id, None)
+        timer = self.timers.pop(request_id, None)
+        if timer is not None:
+            timer.cancel()
+        if future is not None and not future.done():
+            future.set_exception(error)
+
+    def _on_sent(self, request_id: int) -> None:
+        future = self.pending.pop(request_id, None)
+        timer = self.timers.pop(request_id, None)
+        if timer is not None:
+            timer.cancel()
+        if future is not None and not future.done():
+            future.set_result(b"")
+
+    def _on_closed(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        pending, self.pending = self.pending, {}
+        for timer in self.timers.values():
+            timer.cancel()
+        self.timers.clear()
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(CommunicatorDestroyedError("the communicator has been destroyed"))
+        for adapter in list(self.adapters.values()):
+            adapter._on_communicator_closed()
+        self.adapters.clear()
+        self._wake_idle_waiters()
+        if not self.loop.is_closed():
+            self.loop.remove_reader(self.reader_fd)
+
+    # ------------------------------------------------------ invocations
+
+    def invoke(self, handle: _core.Communicator, target: _core.Target, prefix: bytes,
+               operation: str, mode: int, context: dict[str, str] | None, payload: Any,
+               oneway: bool, idempotent: bool, timeout: float | None) -> asyncio.Future[bytes]:
+        try:
+            request_id, written = handle.invoke(target, prefix, operation, mode, context, payload,
+                                                oneway, idempotent)
+        except _core.DestroyedError:
+            raise CommunicatorDestroyedError("the communicator has been destroyed") from None
+        future: asyncio.Future[bytes] = self.loop.create_future()
+        if written:
+            future.set_result(b"")
+            return future
+        self.pending[request_id] = future
+        if timeout is not None:
+            self.timers[request_id] = self.loop.call_later(timeout, self._on_timeout, request_id,
+                                                           timeout)
+        return future
+
+    def _on_timeout(self, request_id: int, timeout: float) -> None:
+        self.timers.pop(request_id, None)
+        future = self.pending.pop(request_id, None)
+        handle = self.handle_ref()
+        if handle is not None and request_id > 0:
+            handle.cancel(request_id)
+        if future is not None and not future.done():
+            future.set_exception(InvocationTimeoutError(f"no reply within {timeout:g} s"))
+
+    # --------------------------------------------------------- dispatch
+
+    def _on_request(self, event: tuple[Any, ...]) -> None:
+        handle = self.handle_ref()
+        if handle is None:
+            return
+        adapter = self.adapters.get(event[2])
+        if adapter is None or adapter.is_deactivated:
+            self._refuse(handle, event)
+            return
+        if not adapter.is_active:
+            adapter._held.append(event)
+            return
+        self.dispatch(handle, adapter, event)
+
+    def _refuse(self, handle: _core.Communicator, event: tuple[Any, ...]) -> None:
+        """Answers a request that no live adapter will dispatch."""
+        (_, connection_id, _, request_id, name, category, facet, operation, *_rest) = event
+        if request_id:
+            handle.reply_not_exist(connection_id, request_id, 2, name, category, facet, operation)
+        else:
+            handle.finish_dispatch(connection_id)
+
+    def dispatch(self, handle: _core.Communicator, adapter: ObjectAdapter,
+                 event: tuple[Any, ...]) -> None:
+        (_, connection_id, _, request_id, name, category, facet, operation, mode, context,
+         encoding, params) = event
+        identity = Identity(name, category)
+        servant = adapter._locate(identity, facet)
+        if servant is None:
+            status = 3 if facet and adapter._locate(identity, "") is not None else 2
+            if request_id:
+                handle.reply_not_exist(connection_id, request_id, status, name, category, facet,
+                                       operation)
+            else:
+                handle.finish_dispatch(connection_id)
+            return
+        builtin = _BUILTINS.get(operation)
+        method: Callable[[bytes, Current], Any] | None
+        if builtin is not None:
+            method = None
+        else:
+            method = getattr(servant, "ice_invoke", None)
+            if method is None and not operation.startswith("_"):
+                method = getattr(servant, operation, None)
+            if method is None or not callable(method):
+                if request_id:
+                    handle.reply_not_exist(connection_id, request_id, 4, name, category, facet,
+                                           operation)
+                else:
+                    handle.finish_dispatch(connection_id)
+                return
+        current = Current(adapter=adapter, identity=identity, facet=facet, operation=operation,
+                          mode=OperationMode(mode), context=context, request_id=request_id,
+                          encoding=encoding, connection_id=connection_id, handle=handle)
+        self.in_flight += 1
+        adapter._in_flight += 1
+        if builtin is not None:
+            try:
+                result: Any = builtin(servant, params)
+            except Exception as exc:
+                self._finish_error(handle, current, exc)
+            else:
+                self._finish_ok(handle, current, result)
+            return
+        assert method is not None
+        token = current_dispatch.set(current)
+        try:
+            result = method(params, current)
+            if isinstance(result, Awaitable):
+                coroutine = result if asyncio.iscoroutine(result) else _await(result)
+                if _EAGER:
+                    asyncio.Task(self._run_async(handle, current, coroutine), loop=self.loop,
+                                 eager_start=True)  # type: ignore[call-arg]
+                else:
+                    self.loop.create_task(self._run_async(handle, current, coroutine))
+                return
+        except Exception as exc:
+            self._finish_error(handle, current, exc)
+            return
+        finally:
+            current_dispatch.reset(token)
+        self._finish_ok(handle, current, result)
+
+    async def _run_async(self, handle: _core.Communicator, current: Current,
+                         coroutine: Any) -> None:
+        try:
+            result = await coroutine
+        except asyncio.CancelledError:
+            self._finish_error(handle, current, UnknownLocalError("the dispatch was cancelled"),
+                               log=False)
+            raise
+        except Exception as exc:
+            self._finish_error(handle, current, exc)
+        else:
+            self._finish_ok(handle, current, result)
+
+    def _finish_ok(self, handle: _core.Communicator, current: Current, result: Any) -> None:
+        if result is None:
+            result = b""
+        elif not isinstance(result, bytes | bytearray | memoryview):
+            error = TypeError(f"servant operation {current.operation!r} returned "
+                              f"{type(result).__name__}; expected a bytes-like object or None")
+            self._finish_error(handle, current, error)
+            return
+        try:
+            if not current._released:
+                if current.request_id:
+                    handle.reply(current._connection_id, current.request_id, _REPLY_OK,
+                                 current.encoding, result)
+                else:
+                    handle.finish_dispatch(current._connection_id)
+        finally:
+            self._dispatch_ended(current)
+
+    def _finish_error(self, handle: _core.Communicator, current: Current, exc: BaseException,
+                      *, log: bool = True) -> None:
+        try:
+            if current._released:
+                return
+            connection_id, request_id = current._connection_id, current.request_id
+            if isinstance(exc, UserError):
+                if request_id:
+                    handle.reply(connection_id, request_id, _REPLY_USER, current.encoding,
+                                 exc.payload)
+                else:
+                    handle.finish_dispatch(connection_id)
+                return
+            if isinstance(exc, DispatchError) and exc.status in (2, 3, 4):
+                text = None
+            elif isinstance(exc, DispatchError):
+                text = exc.message or str(exc)
+            else:
+                text = f"{type(exc).__name__}: {exc}"
+                if log:
+                    logger.error("servant raised while dispatching %r on %s", current.operation,
+                                 current.identity, exc_info=exc)
+            if not request_id:
+                handle.finish_dispatch(connection_id)
+            elif text is None:
+                identity = current.identity
+                handle.reply_not_exist(connection_id, request_id, exc.status,  # type: ignore[attr-defined]
+                                       identity.name, identity.category, current.facet,
+                                       current.operation)
+            else:
+                status = exc.status if isinstance(exc, DispatchError) and exc.status > 1 else 7
+                handle.reply_message(connection_id, request_id, status, text)
+        finally:
+            self._dispatch_ended(current)
+
+    def _dispatch_ended(self, current: Current) -> None:
+        self.in_flight -= 1
+        adapter = current.adapter
+        if adapter is not None:
+            adapter._in_flight -= 1
+            if adapter._in_flight == 0:
+                adapter._wake_idle_waiters()
+        if self.in_flight == 0:
+            self._wake_idle_waiters()
+
+    def _wake_idle_waiters(self) -> None:
+        waiters, self.idle_waiters = self.idle_waiters, []
+        for waiter in waiters:
+            _resolve(waiter, None)
+
+    def wait_idle(self) -> asyncio.Future[None]:
+        """A future that resolves once no dispatch is in flight."""
+        future: asyncio.Future[None] = self.loop.create_future()
+        if self.in_flight == 0 or self.closed:
+            future.set_result(None)
+        else:
+            self.idle_waiters.append(future)
+        return future
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable

@@ -1,0 +1,203 @@
+"""Object adapters: a server's endpoints and the servants behind them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from ._proxy_string import Endpoint, format_endpoint
+from .errors import AlreadyRegisteredError, CommunicatorDestroyedError, NotRegisteredError
+from .identity import Identity
+from .proxy import Proxy
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+    from .communicator import Communicator
+
+__all__ = ["ObjectAdapter"]
+
+logger = logging.getLogger("aiocomm")
+
+
+class ObjectAdapter:
+    """Listens on endpoints and dispatches requests to servants.
+
+    Requests are dispatched once :meth:`activate` has been called; until then
+    they wait. A servant is any object: a request for operation ``op`` calls
+    ``servant.op(payload, current)`` (plain or ``async def``), or
+    ``servant.ice_invoke(payload, current)`` when the servant has one.
+    """
+
+    def __init__(self, communicator: Communicator, runtime: Runtime, name: str,
+                 core_ids: list[int], published: tuple[Endpoint, ...]) -> None:
+        self._communicator = weakref.ref(communicator)
+        self._runtime = runtime
+        self._name = name
+        self._core_ids = core_ids
+        self._published = published
+        self._servants: dict[tuple[Identity, str], object] = {}
+        self._default_servants: dict[str, object] = {}
+        self._active = False
+        self._deactivated = False
+        self._held: list[tuple[Any, ...]] = []
+        self._in_flight = 0
+        self._idle_waiters: list[asyncio.Future[None]] = []
+
+    # ----------------------------------------------------------- servants
+
+    def add(self, servant: object, identity: str | Identity, facet: str = "") -> Proxy:
+        """Registers ``servant`` under ``identity`` and returns a proxy to it."""
+        if servant is None:
+            raise TypeError("servant must not be None")
+        key = (Identity.of(identity), facet)
+        self._check_live()
+        if key in self._servants:
+            raise AlreadyRegisteredError(f"a servant is already registered as {key[0]}"
+                                         + (f" -f {facet}" if facet else ""))
+        self._servants[key] = servant
+        return self.create_proxy(key[0], facet=facet)
+
+    def remove(self, identity: str | Identity, facet: str = "") -> object:
+        """Unregisters and returns the servant registered under ``identity``."""
+        key = (Identity.of(identity), facet)
+        try:
+            return self._servants.pop(key)
+        except KeyError:
+            raise NotRegisteredError(f"no servant is registered as {key[0]}") from None
+
+    def find(self, identity: str | Identity, facet: str = "") -> object | None:
+        return self._servants.get((Identity.of(identity), facet))
+
+    def add_default_servant(self, servant: object, category: str = "") -> None:
+        """Registers ``servant`` for every identity of ``category`` (``""``: any
+        identity) that has no servant of its own."""
+        if servant is None:
+            raise TypeError("servant must not be None")
+        self._check_live()
+        if category in self._default_servants:
+            raise AlreadyRegisteredError(f"a default servant is already registered for "
+                                         f"category {category!r}")
+        self._default_servants[category] = servant
+
+    def remove_default_servant(self, category: str = "") -> object:
+        try:
+            return self._default_servants.pop(category)
+        except KeyError:
+            raise NotRegisteredError(f"no default servant for category {category!r}") from None
+
+    def find_default_servant(self, category: str = "") -> object | None:
+        return self._default_servants.get(category)
+
+    def _locate(self, identity: Identity, facet: str) -> object | None:
+        servant = self._servants.get((identity, facet))
+        if servant is not None:
+            return servant
+        if facet:
+            return None
+        servant = self._default_servants.get(identity.category)
+        if servant is None:
+            servant = self._default_servants.get("")
+        return servant
+
+    def create_proxy(self, identity: str | Identity, *, facet: str = "") -> Proxy:
+        """A proxy for ``identity`` at this adapter's endpoints."""
+        communicator = self._communicator()
+        if communicator is None:
+            raise CommunicatorDestroyedError("the communicator has been destroyed or collected")
+        return Proxy(communicator, Identity.of(identity), facet, self._published)
+
+    # ---------------------------------------------------------- lifecycle
+
+    def activate(self) -> None:
+        """Starts dispatching requests (those that arrived before wait until now)."""
+        self._check_live()
+        if self._active:
+            return
+        self._active = True
+        held, self._held = self._held, []
+        handle = self._runtime.handle_ref()
+        if handle is None:
+            return
+        for event in held:
+            self._runtime.dispatch(handle, self, event)
+
+    def deactivate(self) -> asyncio.Future[None]:
+        """Stops accepting connections and requests, closes this adapter's
+        connections gracefully, and returns an awaitable that completes once
+        the dispatches in flight have finished. Idempotent."""
+        loop = self._runtime.loop
+        if not self._deactivated:
+            self._deactivated = True
+            handle = self._runtime.handle_ref()
+            if handle is not None and not handle.destroying:
+                for core_id in self._core_ids:
+                    handle.deactivate_adapter(core_id)
+            self._refuse_held()
+        future: asyncio.Future[None] = loop.create_future()
+        if self._in_flight == 0:
+            future.set_result(None)
+        else:
+            self._idle_waiters.append(future)
+        return future
+
+    async def destroy(self) -> None:
+        """Deactivates, waits for dispatches in flight, and forgets every servant."""
+        await self.deactivate()
+        for core_id in self._core_ids:
+            self._runtime.adapters.pop(core_id, None)
+        self._servants.clear()
+        self._default_servants.clear()
+
+    def _refuse_held(self) -> None:
+        held, self._held = self._held, []
+        handle = self._runtime.handle_ref()
+        if handle is None:
+            return
+        for event in held:
+            self._runtime._refuse(handle, event)
+
+    def _on_communicator_closed(self) -> None:
+        self._deactivated = True
+        self._held.clear()
+        self._wake_idle_waiters()
+
+    def _wake_idle_waiters(self) -> None:
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _check_live(self) -> None:
+        if self._deactivated:
+            communicator = self._communicator()
+            if communicator is None or communicator.is_destroyed:
+                raise CommunicatorDestroyedError("the communicator has been destroyed")
+
+    # --------------------------------------------------------- properties
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def endpoints(self) -> list[str]:
+        """The endpoints proxies use to reach this adapter (the real ports)."""
+        return [format_endpoint(e) for e in self._published]
+
+    @property
+    def communicator(self) -> Communicator | None:
+        return self._communicator()
+
+    @property
+    def is_active(self) -> bool:
+        return self._active and not self._deactivated
+
+    @property
+    def is_deactivated(self) -> bool:
+        return self._deactivated
+
+    def __repr__(self) -> str:
+        state = "deactivated" if self._deactivated else "active" if self._active else "holding"
+        return f"<ObjectAdapter {self._name!r} {state} {' : '.join(self.endpoints)}>"

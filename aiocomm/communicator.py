@@ -1,0 +1,356 @@
+"""The Communicator: the entry point, and the owner of everything native."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import traceback
+import warnings
+from collections.abc import Awaitable, Generator
+from types import TracebackType
+from typing import Any
+
+from . import _core
+from ._proxy_string import Endpoint, parse_endpoints, parse_proxy
+from ._runtime import Runtime, current_dispatch
+from .adapter import ObjectAdapter
+from .errors import CommunicatorDestroyedError, WrongLoopError
+from .proxy import Proxy
+
+__all__ = ["Communicator"]
+
+_adapter_names = itertools.count(1)
+
+
+class _Completed:
+    """The awaitable a blocking destroy returns: already done."""
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield
+
+
+def _resolve_destroyed(future: asyncio.Future[None], runtime: Runtime | None) -> None:
+    # Deliver what the native side queued last (failed invocations, the
+    # closed event) before the awaiting code resumes.
+    if runtime is not None and not runtime.closed and not runtime.loop.is_closed():
+        runtime.on_readable()
+    if not future.done():
+        future.set_result(None)
+
+
+class _DestroyCompletion:
+    """Waiters of one destroy. Completed from the lifecycle thread.
+
+    It must not reference the Communicator: the lifecycle thread drops its
+    reference to it, and must never drop the communicator's last one.
+    """
+
+    def __init__(self, runtime: Runtime | None) -> None:
+        self._lock = threading.Lock()
+        self._done = False
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._runtime = runtime
+
+    def waiter(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        # A future per caller: cancelling one awaiting task cancels only its
+        # own future, never the destroy nor the other callers' futures.
+        future: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            if not self._done:
+                self._waiters.append((loop, future))
+                return future
+        future.set_result(None)
+        return future
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def mark_done(self) -> None:
+        with self._lock:
+            self._done = True
+
+    def complete_threadsafe(self) -> None:
+        """Runs on the lifecycle thread, with the GIL, once destroy has finished."""
+        with self._lock:
+            self._done = True
+            waiters, self._waiters = self._waiters, []
+        runtime, self._runtime = self._runtime, None
+        for loop, future in waiters:
+            try:
+                loop.call_soon_threadsafe(
+                    _resolve_destroyed, future, runtime if runtime and runtime.loop is loop else None
+                )
+            except RuntimeError:
+                pass  # the loop is closed: nobody is left to tell
+
+
+class Communicator:
+    """Owns the native threads, sockets and connections of an aiocomm process.
+
+    Use it as ``async with Communicator() as comm:``, or call
+    ``await comm.destroy()`` when done. Created inside a running event loop,
+    it binds to that loop; otherwise to the first loop that uses it.
+
+    Options:
+        io_threads: native I/O threads (sockets, framing, parsing).
+        idle_timeout: seconds without receiving anything before a connection
+            is closed; heartbeats are sent after half of it without sending.
+        message_size_max: the largest message accepted, in bytes.
+        connect_timeout: seconds to establish a connection.
+        invocation_timeout: default seconds to wait for a reply (None: no limit).
+        close_timeout: seconds a graceful close waits for the peer.
+        read_timeout: seconds a started message may take to arrive in full.
+    """
+
+    def __init__(self, *, io_threads: int = 1, idle_timeout: float = 60.0,
+                 message_size_max: int = 1 << 20, connect_timeout: float = 10.0,
+                 invocation_timeout: float | None = None, close_timeout: float = 10.0,
+                 read_timeout: float = 10.0) -> None:
+        _check_int("io_threads", io_threads, 1, 256)
+        _check_int("message_size_max", message_size_max, 64, (1 << 31) - 1)
+        for name, value in (("idle_timeout", idle_timeout), ("connect_timeout", connect_timeout),
+                            ("close_timeout", close_timeout), ("read_timeout", read_timeout)):
+            _check_seconds(name, value)
+        if invocation_timeout is not None:
+            _check_seconds("invocation_timeout", invocation_timeout)
+        self._invocation_timeout = invocation_timeout
+        self._options = {"io_threads": io_threads, "idle_timeout": idle_timeout,
+                         "message_size_max": message_size_max,
+                         "connect_timeout": connect_timeout,
+                         "invocation_timeout": invocation_timeout,
+                         "close_timeout": close_timeout, "read_timeout": read_timeout}
+        self._inbox = _core.Inbox()
+        self._handle = _core.Communicator(self._inbox, io_threads, message_size_max,
+                                          float(idle_timeout), float(connect_timeout),
+                                          float(close_timeout), float(read_timeout))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runtime: Runtime | None = None
+        self._adapters: list[ObjectAdapter] = []
+        self._destroy: _DestroyCompletion | None = None
+        self._shutdown = False
+        self._shutdown_waiters: list[asyncio.Future[None]] = []
+        self._source_traceback = traceback.extract_stack(limit=8)[:-1]
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None:
+            self._bind(loop)
+
+    # ------------------------------------------------------------- loops
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> Runtime:
+        self._loop = loop
+        self._runtime = Runtime(loop, self._inbox, self._handle)
+        return self._runtime
+
+    def _runtime_for_call(self) -> Runtime:
+        """The runtime of the running loop; raises when destroyed or on another loop."""
+        if self._destroy is not None or self._handle.destroying:
+            raise CommunicatorDestroyedError("the communicator has been destroyed")
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError("aiocomm needs a running event loop for this call") from None
+        runtime = self._runtime
+        if runtime is None:
+            return self._bind(loop)
+        if loop is not runtime.loop:
+            raise WrongLoopError("this communicator belongs to another event loop")
+        return runtime
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop this communicator is bound to (None until first use)."""
+        return self._loop
+
+    # ----------------------------------------------------------- servers
+
+    def create_object_adapter(self, endpoints: str = "tcp -h 127.0.0.1 -p 0", *,
+                              name: str | None = None) -> ObjectAdapter:
+        """Creates an object adapter listening on ``endpoints`` (bound at once; ``-p 0``
+        picks a free port). Activate it to start dispatching."""
+        if not isinstance(endpoints, str):
+            raise TypeError(f"endpoints must be a str, not {type(endpoints).__name__}")
+        runtime = self._runtime_for_call()
+        if self._shutdown:
+            raise CommunicatorDestroyedError("the communicator has been shut down")
+        parsed = parse_endpoints(endpoints)
+        core_ids: list[int] = []
+        published: list[Endpoint] = []
+        try:
+            for endpoint in parsed:
+                bind_host = "0.0.0.0" if endpoint.host in ("*", "") else endpoint.host
+                core_id, _bound_host, port = self._handle.create_adapter(bind_host, endpoint.port)
+                core_ids.append(core_id)
+                publish_host = "127.0.0.1" if bind_host == "0.0.0.0" else endpoint.host
+                published.append(Endpoint(publish_host, port, endpoint.timeout_ms,
+                                          endpoint.compress))
+        except _core.DestroyedError:
+            raise CommunicatorDestroyedError("the communicator has been destroyed") from None
+        except BaseException:
+            for core_id in core_ids:
+                self._handle.deactivate_adapter(core_id)
+            raise
+        adapter = ObjectAdapter(self, runtime, name or f"adapter-{next(_adapter_names)}",
+                                core_ids, tuple(published))
+        for core_id in core_ids:
+            runtime.adapters[core_id] = adapter
+        self._adapters.append(adapter)
+        return adapter
+
+    # ----------------------------------------------------------- clients
+
+    def proxy(self, text: str) -> Proxy:
+        """Parses a stringified proxy, such as ``"hello:tcp -h 127.0.0.1 -p 10000"``."""
+        if self._destroy is not None or self._handle.destroying:
+            raise CommunicatorDestroyedError("the communicator has been destroyed")
+        spec = parse_proxy(text)
+        return Proxy(self, spec.identity, spec.facet, spec.endpoints,
+                     oneway=spec.mode == "oneway")
+
+    # --------------------------------------------------------- lifecycle
+
+    def shutdown(self) -> None:
+        """Stops dispatching: every adapter stops accepting connections and requests and
+        closes its connections once their dispatches have finished. Idempotent."""
+        if self._shutdown:
+            return
+        self._shutdown = True
+        for adapter in self._adapters:
+            if not adapter.is_deactivated:
+                adapter.deactivate()
+        if not self._handle.destroying:
+            self._handle.shutdown()
+        self._wake_shutdown_waiters()
+
+    async def wait_for_shutdown(self) -> None:
+        """Returns once :meth:`shutdown` (or destroy) has happened and the dispatches
+        in flight have finished."""
+        runtime = self._runtime
+        if not self._shutdown:
+            loop = asyncio.get_running_loop()
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._shutdown_waiters.append(waiter)
+            await waiter
+            runtime = self._runtime
+        if runtime is not None and not runtime.loop.is_closed():
+            while runtime.in_flight and not runtime.closed:
+                await runtime.wait_idle()
+
+    def _wake_shutdown_waiters(self) -> None:
+        waiters, self._shutdown_waiters = self._shutdown_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.get_loop().call_soon_threadsafe(_resolve_destroyed, waiter, None)
+
+    @property
+    def is_shutdown(self) -> bool:
+        return self._shutdown
+
+    @property
+    def is_destroyed(self) -> bool:
+        return self._destroy is not None or self._handle.destroying
+
+    def destroy(self) -> Awaitable[None]:
+        """Destroys the communicator: shuts down, lets in-flight dispatches finish,
+        fails outstanding invocations with CommunicatorDestroyedError, closes
+        connections gracefully and joins every native thread.
+
+        In a running loop, returns an awaitable; the work runs on a native
+        thread and the loop keeps running. With no running loop, blocks
+        (without the GIL) until done. Idempotent; safe from concurrent callers,
+        from a servant, and after the loop closed.
+        """
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        completion = self._start_destroy(loop)
+        if loop is None:
+            bound = self._loop
+            self._handle.destroy_blocking(
+                wait_for_dispatches=bound is not None and bound.is_running()
+                and not bound.is_closed())
+            completion.mark_done()
+            return _Completed()
+        return completion.waiter(loop)
+
+    def _start_destroy(self, loop: asyncio.AbstractEventLoop | None) -> _DestroyCompletion:
+        self._release_current_dispatch()
+        if self._destroy is not None:
+            return self._destroy
+        runtime = self._runtime
+        completion = _DestroyCompletion(runtime)
+        self._destroy = completion
+        self._shutdown = True
+        for adapter in self._adapters:
+            adapter._refuse_held()
+        self._wake_shutdown_waiters()
+        bound = self._loop
+        # Only the bound loop can finish dispatches: wait for them only when
+        # destroy is awaited there (elsewhere, the loop may never run again).
+        wait = bound is not None and loop is bound and not bound.is_closed()
+        started = self._handle.begin_destroy(completion.complete_threadsafe, wait)
+        if not started:
+            completion.mark_done()
+        return completion
+
+    def _release_current_dispatch(self) -> None:
+        """A servant that destroys its own communicator must not be waited for."""
+        current = current_dispatch.get()
+        if current is not None and current._handle is self._handle and not current._released:
+            current._released = True
+            self._handle.finish_dispatch(current._connection_id)
+
+    async def __aenter__(self) -> Communicator:
+        if self._runtime is None and self._destroy is None:
+            self._bind(asyncio.get_running_loop())
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.destroy()
+
+    def stats(self) -> dict[str, int]:
+        """Counters that explain performance: wake-ups, syscalls, GIL takes, ..."""
+        counters: dict[str, int] = dict(self._handle.stats())
+        runtime = self._runtime
+        counters["pending_invocations"] = len(runtime.pending) if runtime else 0
+        counters["python_dispatches_in_flight"] = runtime.in_flight if runtime else 0
+        return counters
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self._options)
+
+    def __repr__(self) -> str:
+        state = "destroyed" if self.is_destroyed else "shut down" if self._shutdown else "live"
+        return f"<aiocomm.Communicator {state} at {id(self):#x}>"
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        handle = getattr(self, "_handle", None)
+        if handle is None or self._destroy is not None or handle.destroying:
+            return
+        # Never destroyed: the native handle's dealloc tears it down (without the
+        # GIL, never waiting for the loop); say so, as asyncio does for transports.
+        where = "".join(traceback.format_list(self._source_traceback))
+        _warn(f"unclosed {self!r}; call 'await comm.destroy()'. Created at:\n{where}",
+              ResourceWarning, source=self)
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, not {value}")
+
+
+def _check_seconds(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if not value > 0:
+        raise ValueError(f"{name} must be positive, not {value}")

@@ -1,0 +1,58 @@
+"""The benchmarked stacks: one module per peer, each with ``server`` and ``client`` entry points.
+
+This catalogue is read by the runner without importing any peer's library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class PeerSpec:
+    name: str  # also the module name: bench.peers.<name>
+    imports: str  # the module whose import decides whether the peer is installed
+    dist: str  # the package that provides it (pip, or Debian for Ice)
+    about: str
+    # loop name -> why this peer can't run on it (reported as skipped, never dropped)
+    unsupported_loops: dict[str, str] = field(default_factory=dict)
+
+
+PEERS: tuple[PeerSpec, ...] = (
+    PeerSpec("aiocomm", "aiocomm", "aiocomm", "this project: proxy.invoke / adapter.add"),
+    PeerSpec(
+        "raw_streams",
+        "asyncio",
+        "(stdlib)",
+        "baseline: asyncio streams, length-prefixed frames, one connection",
+    ),
+    PeerSpec("pyzmq", "zmq.asyncio", "pyzmq", "zmq.asyncio ROUTER server / DEALER client"),
+    PeerSpec("grpc_aio", "grpc.aio", "grpcio", "grpc.aio generic handler, raw bytes"),
+    PeerSpec("grpclib", "grpclib", "grpclib", "grpclib with a raw-bytes codec"),
+    PeerSpec(
+        "pycapnp",
+        "capnp",
+        "pycapnp",
+        "Cap'n Proto RPC, schema bench/echo.capnp",
+        unsupported_loops={
+            "uvloop": "pycapnp 2.2.4's server dies with SIGSEGV on uvloop when the first "
+            "request arrives (its KJ/asyncio bridge; the default loop works)",
+        },
+    ),
+    PeerSpec(
+        "ice",
+        "Ice",
+        "python3-zeroc-ice (Debian) / zeroc-ice",
+        "ZeroC Ice 3.7 Blobject server, ice_invokeAsync client via Ice.wrap_future",
+    ),
+)
+
+BASELINE = "raw_streams"
+SUBJECT = "aiocomm"
+
+
+def by_name(name: str) -> PeerSpec:
+    for spec in PEERS:
+        if spec.name == name:
+            return spec
+    raise KeyError(name)

@@ -1,0 +1,49 @@
+"""aiocomm: ``adapter.add(servant, "echo")`` on the server, ``proxy.invoke("echo", payload)``."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiocomm
+from bench.peers.common import Call, main
+
+
+class EchoServant:
+    def echo(self, payload: bytes, current: Any) -> bytes:
+        return payload
+
+
+def _port(endpoint: str) -> int:
+    match = re.search(r"-p\s+(\d+)", endpoint)
+    if match is None:
+        raise RuntimeError(f"no port in endpoint {endpoint!r}")
+    return int(match.group(1))
+
+
+@contextlib.asynccontextmanager
+async def serve(host: str) -> AsyncIterator[int]:
+    async with aiocomm.Communicator() as communicator:
+        adapter = communicator.create_object_adapter(f"tcp -h {host} -p 0")
+        adapter.add(EchoServant(), "echo")
+        adapter.activate()
+        yield _port(adapter.endpoints[0])
+
+
+@contextlib.asynccontextmanager
+async def connect(host: str, port: int) -> AsyncIterator[Call]:
+    async with aiocomm.Communicator() as communicator:
+        proxy = communicator.proxy(f"echo:tcp -h {host} -p {port}")
+        await proxy.ping()  # connect outside the measurement
+
+        async def call(payload: bytes) -> bytes:
+            reply: bytes = await proxy.invoke("echo", payload)
+            return reply
+
+        yield call
+
+
+if __name__ == "__main__":
+    main(serve, connect)

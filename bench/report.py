@@ -1,0 +1,164 @@
+"""Presents results: the text table, the JSON file and the PNG chart."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from bench.peers import PEERS, SUBJECT
+from bench.runner import Cell, Results
+
+RATIO_LABEL = "aiocomm/peer"
+RATIO_NOTE = (
+    f"{RATIO_LABEL} = aiocomm req/s / that peer's req/s in the same loop, payload and "
+    "in-flight cell (>1: aiocomm is faster)."
+)
+ORDER = {spec.name: index for index, spec in enumerate(PEERS)}
+
+
+def _key(cell: Cell) -> tuple[str, int, int]:
+    return cell.loop, cell.payload, cell.inflight
+
+
+def _sorted(cells: list[Cell]) -> list[Cell]:
+    return sorted(cells, key=lambda c: (c.loop, c.payload, c.inflight, ORDER.get(c.peer, 99)))
+
+
+def _size(payload: int) -> str:
+    return f"{payload // 1024} KiB" if payload >= 1024 and payload % 1024 == 0 else f"{payload} B"
+
+
+def _number(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def format_table(results: Results) -> str:
+    subject = {_key(c): c.rps for c in results.cells if c.peer == SUBJECT and c.status == "ok"}
+    header = [
+        "peer",
+        "loop",
+        "payload",
+        "in-flight",
+        "req/s",
+        "p50 µs",
+        "p99 µs",
+        RATIO_LABEL,
+        "note",
+    ]
+    rows: list[list[str]] = []
+    previous: tuple[str, int, int] | None = None
+    for cell in _sorted(results.cells):
+        if previous is not None and _key(cell) != previous:
+            rows.append([])
+        previous = _key(cell)
+        ratio = "-"
+        base = subject.get(_key(cell))
+        if cell.peer == SUBJECT and cell.status == "ok":
+            ratio = "(self)"
+        elif base and cell.rps:
+            ratio = f"{base / cell.rps:.2f}x"
+        note = "" if cell.status == "ok" else f"{cell.status}: {cell.reason[:70]}"
+        rows.append(
+            [
+                cell.peer,
+                cell.loop,
+                _size(cell.payload),
+                str(cell.inflight),
+                _number(cell.rps),
+                _number(cell.p50_us, 1),
+                _number(cell.p99_us, 1),
+                ratio,
+                note,
+            ]
+        )
+    widths = [max([len(header[i])] + [len(r[i]) for r in rows if r]) for i in range(len(header))]
+    right = {3, 4, 5, 6, 7}
+
+    def line(values: list[str]) -> str:
+        cells = [
+            v.rjust(w) if i in right else v.ljust(w)
+            for i, (v, w) in enumerate(zip(values, widths, strict=True))
+        ]
+        return "  ".join(cells).rstrip()
+
+    out = [line(header), line(["-" * w for w in widths])]
+    out += [line(r) if r else "" for r in rows]
+    out += ["", RATIO_NOTE]
+    out += _notes(results)
+    return "\n".join(out)
+
+
+def _notes(results: Results) -> list[str]:
+    out: list[str] = []
+    missing = [p for p in results.peers if p.status == "missing"]
+    if missing:
+        out += ["", "Missing peers (not run):"]
+        out += [f"  {p.name}: {p.reason}" for p in missing]
+    skipped = [(p.name, loop, why) for p in results.peers for loop, why in p.skipped_loops.items()]
+    if skipped:
+        out += ["", "Skipped:"]
+        out += [f"  {name} on {loop}: {why}" for name, loop, why in skipped]
+    errors = [c for c in results.cells if c.status == "error"]
+    if errors:
+        out += ["", "Errors (present peer crashed):"]
+        out += [f"  {c.peer} {c.loop} {_size(c.payload)} x{c.inflight}: {c.reason}" for c in errors]
+    present = [p for p in results.peers if p.status == "present"]
+    if present:
+        out += ["", "Peers run:"]
+        runner = results.config.get("runner_python", sys.executable)
+        for p in present:
+            where = "" if p.python == runner else f" under {p.python}"
+            out.append(f"  {p.name} {p.version}{where}".rstrip())
+    return out
+
+
+def write_json(results: Results, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results.to_json(), indent=2) + "\n")
+
+
+def write_png(results: Results, path: Path) -> str:
+    """Draw req/s bars per peer; returns a line saying what happened."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception as exc:  # optional dependency
+        return f"no PNG: matplotlib is not importable ({type(exc).__name__}: {exc})"
+    ok = [c for c in results.cells if c.status == "ok" and c.rps]
+    if not ok:
+        return "no PNG: no successful cell to draw"
+    loops = sorted({c.loop for c in ok})
+    payloads = sorted({c.payload for c in ok})
+    inflights = sorted({c.inflight for c in ok})
+    peers = sorted({c.peer for c in ok}, key=lambda name: ORDER.get(name, 99))
+    by_key = {(c.peer, c.loop, c.payload, c.inflight): c for c in ok}
+    figure, axes = plt.subplots(
+        len(loops), len(payloads), squeeze=False, figsize=(5.5 * len(payloads), 3.8 * len(loops))
+    )
+    width = 0.8 / len(peers)
+    for row, loop in enumerate(loops):
+        for col, payload in enumerate(payloads):
+            ax = axes[row][col]
+            for index, peer in enumerate(peers):
+                xs, ys = [], []
+                for group, inflight in enumerate(inflights):
+                    cell = by_key.get((peer, loop, payload, inflight))
+                    if cell is not None and cell.rps is not None:
+                        xs.append(group + (index - (len(peers) - 1) / 2) * width)
+                        ys.append(cell.rps)
+                ax.bar(xs, ys, width=width, label=peer)
+            ax.set_xticks(range(len(inflights)), [f"{n} in flight" for n in inflights])
+            ax.set_yscale("log")
+            ax.set_ylabel("req/s (log)")
+            ax.set_title(f"{loop}, {_size(payload)} payload")
+            ax.grid(axis="y", alpha=0.3)
+    axes[0][-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    figure.suptitle(f"echo req/s, {results.config.get('seconds')} s per cell (higher is better)")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return f"chart written to {path}"

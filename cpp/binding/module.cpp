@@ -1,0 +1,24 @@
+// aiocomm._core: the native half of aiocomm. Private; the Python package
+// re-exports what users need.
+#include <cerrno>
+#include <system_error>
+
+#include "binding/bindings.h"
+#include "core/communicator.h"
+
+namespace py = pybind11;
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "aiocomm native core (private)";
+  py::register_exception<aiocomm::core::DestroyedError>(m, "DestroyedError", PyExc_RuntimeError);
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const std::system_error& e) {
+      PyErr_SetObject(PyExc_OSError, py::make_tuple(e.code().value(), e.what()).ptr());
+    }
+  });
+  aiocomm::binding::bind_inbox(m);
+  aiocomm::binding::bind_communicator(m);
+  aiocomm::binding::bind_testing(m);
+}

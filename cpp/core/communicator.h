@@ -1,0 +1,161 @@
+// The communicator: owns the I/O threads, the timer thread, the sockets and
+// connections, and the lifecycle that ends them. Pure C++: the binding
+// layer adapts it to Python and is the only code that knows about the GIL.
+//
+// Threads: the loop thread (whoever calls invoke/send_reply), one reactor
+// thread per io_threads, the timer thread, and a lifecycle thread started by
+// begin_destroy(). None of them owns a reference to the Communicator; its
+// owner (the binding) does, and the destructor joins them all.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "core/acceptor.h"
+#include "core/connection.h"
+#include "core/inbox.h"
+#include "core/options.h"
+#include "core/outgoing.h"
+#include "core/reactor.h"
+#include "core/timer.h"
+
+namespace aiocomm::core {
+
+// Thrown by every operation that starts new work once destroy has begun.
+class DestroyedError : public std::runtime_error {
+ public:
+  DestroyedError() : std::runtime_error("the communicator has been destroyed") {}
+};
+
+struct AdapterAddress {
+  std::uint32_t id = 0;
+  platform::Address address;
+};
+
+struct InvokeResult {
+  std::int32_t id = 0;   // twoway: the request id; oneway: a negative tracking id
+  bool written = false;  // oneway only: already on the wire, no `sent` event follows
+};
+
+class Communicator final : public ConnectionHost {
+ public:
+  using Completion = std::function<void()>;
+
+  // Starts the reactor and timer threads. Throws std::system_error.
+  Communicator(Options options, std::shared_ptr<Inbox> inbox);
+  // teardown(), then frees. Never waits for the event loop.
+  ~Communicator();
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+
+  // --- object adapters (any thread; non-blocking) ---
+  // Binds host:port now (port 0: ephemeral). Throws std::system_error or DestroyedError.
+  AdapterAddress create_adapter(const std::string& host, int port);
+  // Stops accepting; its connections close gracefully once their dispatches end.
+  void deactivate_adapter(std::uint32_t adapter_id);
+  // Deactivates every adapter. Idempotent.
+  void shutdown();
+
+  // --- invocations (any thread; non-blocking) ---
+  // Encodes and sends (or queues) a request. Throws DestroyedError.
+  InvokeResult invoke(const std::shared_ptr<const Target>& target, protocol::ByteView identity_facet,
+                      std::string_view operation, std::uint8_t mode,
+                      const protocol::Context& context, protocol::ByteView params, bool oneway,
+                      bool idempotent);
+  // Forgets a twoway invocation (timed out or abandoned); a late reply is dropped.
+  void cancel(std::int32_t request_id);
+
+  // --- dispatch results (any thread; non-blocking) ---
+  // Each request event is ended by exactly one of these two calls.
+  void send_reply(std::uint64_t connection_id, std::shared_ptr<const protocol::Bytes> message);
+  void finish_dispatch(std::uint64_t connection_id);
+  std::optional<std::pair<platform::Address, platform::Address>> connection_addresses(
+      std::uint64_t connection_id);
+
+  // --- lifecycle ---
+  // Starts destroy on the lifecycle thread: shutdown, wait for in-flight
+  // dispatches (when asked), fail outstanding invocations, close connections
+  // gracefully, join every thread; then call `on_done` on the lifecycle
+  // thread. False when destroy had already completed (on_done is not kept).
+  bool begin_destroy(Completion on_done, bool wait_for_dispatches);
+  // Blocks until destroy has completed. Never from a reactor or timer thread.
+  void wait_destroyed();
+  // Hard stop: abort connections, skip every wait that depends on the loop
+  // or peers, join every thread. Idempotent; blocks only for joins.
+  void teardown() noexcept;
+  bool destroying() const noexcept { return phase_.load() != Phase::alive; }
+  bool destroyed() const noexcept { return phase_.load() == Phase::destroyed; }
+
+  std::vector<std::pair<std::string, std::uint64_t>> stats();
+
+  // ConnectionHost
+  const Options& options() const override { return options_; }
+  Inbox& inbox() override { return *inbox_; }
+  OutgoingTable& outgoing() override { return outgoing_; }
+  Timer& timer() override { return timer_; }
+  ConnectionStats& connection_stats() override { return connection_stats_; }
+  void dispatch_started() override;
+  void on_connection_closed(const std::shared_ptr<Connection>& connection, CloseKind kind,
+                            const std::string& reason) override;
+  void log(LogLevel level, std::string text) override;
+
+ private:
+  enum class Phase : std::uint8_t { alive, destroying, destroyed };
+  struct Adapter {
+    std::shared_ptr<Acceptor> acceptor;
+    bool deactivated = false;
+  };
+
+  Reactor& pick_reactor();
+  std::shared_ptr<Connection> client_connection(const std::shared_ptr<const Target>& target);
+  void accept(std::uint32_t adapter_id, platform::UniqueFd fd);
+  void send_outgoing(std::int32_t request_id, Outgoing outgoing);
+  void fail(std::int32_t request_id, ErrorCode code, std::string text);
+  // A request met a connection that had already closed: fail it for the
+  // connection's own reason, or try once more on a fresh connection.
+  void on_send_refused(std::int32_t request_id, Connection& closed, bool may_retry);
+  void dispatch_ended();
+  void scan_connections();
+  void run_destroy();
+  std::vector<std::shared_ptr<Connection>> snapshot_connections();
+
+  const Options options_;
+  const std::shared_ptr<Inbox> inbox_;
+  OutgoingTable outgoing_;
+  ConnectionStats connection_stats_;
+  std::atomic<std::int32_t> next_oneway_id_{-1};
+  std::atomic<std::uint64_t> next_connection_id_{1};
+  std::atomic<std::uint32_t> next_reactor_{0};
+  std::atomic<std::int64_t> dispatches_{0};
+
+  std::mutex registry_mutex_;  // adapters_, connections_, client_connections_
+  std::unordered_map<std::uint32_t, Adapter> adapters_;
+  std::uint32_t next_adapter_id_ = 1;
+  std::unordered_map<std::uint64_t, std::shared_ptr<Connection>> connections_;
+  std::unordered_map<std::string, std::shared_ptr<Connection>> client_connections_;
+
+  std::mutex lifecycle_mutex_;  // guards the fields below; cv waits on it
+  std::condition_variable lifecycle_changed_;
+  std::atomic<Phase> phase_{Phase::alive};
+  bool abandon_waits_ = false;
+  bool wait_for_dispatches_ = true;
+  std::vector<Completion> completions_;
+  std::thread lifecycle_thread_;
+
+  // Declared last: destroyed first, after teardown() joined them.
+  Timer timer_;
+  std::vector<std::unique_ptr<Reactor>> reactors_;
+};
+
+}  // namespace aiocomm::core

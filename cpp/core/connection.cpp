@@ -1,0 +1,595 @@
+#include "core/connection.h"
+
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <system_error>
+
+#include "core/inbox.h"
+#include "core/timer.h"
+
+namespace aiocomm::core {
+namespace {
+
+using protocol::MessageType;
+using Clock = std::chrono::steady_clock;
+
+std::int64_t now_nanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+std::int64_t to_nanos(std::chrono::milliseconds d) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+}
+
+const std::shared_ptr<const protocol::Bytes>& validate_message() {
+  static const auto message =
+      std::make_shared<const protocol::Bytes>(protocol::validate_connection_message());
+  return message;
+}
+
+const std::shared_ptr<const protocol::Bytes>& close_message() {
+  static const auto message =
+      std::make_shared<const protocol::Bytes>(protocol::close_connection_message());
+  return message;
+}
+
+constexpr std::size_t read_chunk = 64 * 1024;
+constexpr int max_iov = 64;
+
+}  // namespace
+
+Connection::Connection(ConnectionHost& host, Reactor& reactor, std::uint64_t id, Role role,
+                       std::uint32_t adapter_id, std::shared_ptr<const Target> target)
+    : host_(host),
+      reactor_(reactor),
+      id_(id),
+      role_(role),
+      adapter_id_(adapter_id),
+      target_(std::move(target)) {
+  auto now = now_nanos();
+  last_read_ = now;
+  last_write_ = now;
+  connect_started_ = now;
+}
+
+Connection::~Connection() = default;
+
+Connection::State Connection::state() {
+  std::lock_guard lock(mutex_);
+  return state_;
+}
+
+bool Connection::usable() {
+  std::lock_guard lock(mutex_);
+  return state_ != State::closed && state_ != State::closing && !close_requested_;
+}
+
+std::pair<CloseKind, std::string> Connection::close_cause() {
+  std::lock_guard lock(mutex_);
+  return {close_kind_, close_reason_};
+}
+
+platform::Address Connection::local_address() {
+  std::lock_guard lock(mutex_);
+  return local_;
+}
+
+platform::Address Connection::peer_address() {
+  std::lock_guard lock(mutex_);
+  return peer_;
+}
+
+void Connection::start_server(platform::UniqueFd fd) {
+  {
+    std::lock_guard lock(mutex_);
+    fd_ = std::move(fd);
+    local_ = platform::local_address(fd_.get());
+    peer_ = platform::peer_address(fd_.get());
+    // A server speaks first: validate-connection, then requests may flow.
+    state_ = State::active;
+    queue_.push_back(Queued{validate_message(), 0, 0});
+    want_write_ = true;
+    reactor_.watch(fd_.get(), platform::poll_read | platform::poll_write, shared_from_this());
+  }
+}
+
+void Connection::begin_connect() {
+  reactor_.post([self = shared_from_this()] { self->start_client(); });
+}
+
+void Connection::start_client() {
+  connect_started_ = now_nanos();
+  try_next_endpoint();
+}
+
+void Connection::try_next_endpoint() {
+  std::string last_error = "no endpoint";
+  for (;;) {
+    if (address_index_ >= addresses_.size()) {
+      if (endpoint_index_ >= target_->endpoints.size()) break;
+      const auto& ep = target_->endpoints[endpoint_index_++];
+      try {
+        addresses_ = platform::resolve(ep.host, ep.port, false);
+      } catch (const std::system_error& e) {
+        last_error = e.what();
+        addresses_.clear();
+      }
+      address_index_ = 0;
+      continue;
+    }
+    const auto& address = addresses_[address_index_++];
+    try {
+      bool in_progress = false;
+      auto fd = platform::start_connect(address, in_progress);
+      std::lock_guard lock(mutex_);
+      if (state_ == State::closed) return;
+      fd_ = std::move(fd);
+      reactor_.watch(fd_.get(), platform::poll_write, shared_from_this());
+      if (!in_progress) {
+        // Connected at once (loopback can do that); finish on the next event.
+      }
+      return;
+    } catch (const std::system_error& e) {
+      last_error = e.what();
+    }
+  }
+  close_now(CloseKind::refused, "connection refused (" + target_->key + "): " + last_error);
+}
+
+void Connection::on_connected() {
+  std::lock_guard lock(mutex_);
+  local_ = platform::local_address(fd_.get());
+  peer_ = platform::peer_address(fd_.get());
+  // A client sends nothing until the server's validate-connection arrives.
+  state_ = State::validating;
+  want_write_ = false;
+  reactor_.rewatch(fd_.get(), platform::poll_read, this);
+}
+
+void Connection::on_ready(std::uint32_t bits) {
+  State current;
+  {
+    std::lock_guard lock(mutex_);
+    current = state_;
+  }
+  if (current == State::closed) return;
+  if (current == State::connecting) {
+    int error = platform::connect_error(fd_.get());
+    if (error != 0) {
+      {
+        std::lock_guard lock(mutex_);
+        reactor_.unwatch(fd_.get(), this);
+        fd_.reset();
+      }
+      // unwatch() released our registration; keep ourselves alive while
+      // trying the next address.
+      auto self = shared_from_this();
+      try_next_endpoint();
+      return;
+    }
+    if (bits & (platform::poll_write | platform::poll_error)) on_connected();
+    return;
+  }
+  if (bits & (platform::poll_read | platform::poll_error)) {
+    on_readable();
+    if (state() == State::closed) return;
+  }
+  if (bits & platform::poll_write) {
+    std::vector<Event> sent;
+    bool ok;
+    {
+      std::lock_guard lock(mutex_);
+      ok = flush_locked(sent);
+      update_interest_locked();
+    }
+    host_.inbox().push_all(sent);
+    if (!ok) close_now(CloseKind::lost, "connection lost while writing: " + std::string(std::strerror(errno)));
+  }
+}
+
+void Connection::on_readable() {
+  auto& stats = host_.connection_stats();
+  // Read what the socket has, a bounded amount per wake-up so one busy
+  // connection cannot starve the others on this thread.
+  for (int round = 0; round < 16; ++round) {
+    if (read_buffer_.size() - read_end_ < read_chunk / 4) {
+      if (read_begin_ > 0) {
+        std::memmove(read_buffer_.data(), read_buffer_.data() + read_begin_, read_end_ - read_begin_);
+        read_end_ -= read_begin_;
+        read_begin_ = 0;
+      }
+      if (read_buffer_.size() - read_end_ < read_chunk / 4) {
+        read_buffer_.resize(std::max(read_buffer_.size() * 2, read_end_ + read_chunk));
+      }
+    }
+    stats.read_calls.fetch_add(1, std::memory_order_relaxed);
+    long n = platform::read_some(
+        fd_.get(), std::span(read_buffer_.data() + read_end_, read_buffer_.size() - read_end_));
+    if (n > 0) {
+      read_end_ += static_cast<std::size_t>(n);
+      last_read_ = now_nanos();
+      if (!parse_messages()) return;
+      continue;
+    }
+    if (n == 0) {
+      bool graceful;
+      {
+        std::lock_guard lock(mutex_);
+        graceful = close_sent_;
+      }
+      // After our close-connection, the peer closing its side is the
+      // expected end of a graceful close.
+      close_now(graceful ? CloseKind::local : CloseKind::lost,
+                graceful ? "connection closed" : "connection lost: the peer closed the socket");
+      return;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+    close_now(CloseKind::lost, "connection lost: " + std::string(std::strerror(errno)));
+    return;
+  }
+  // Shrink a buffer that grew for one large message.
+  if (read_begin_ == read_end_) {
+    read_begin_ = read_end_ = 0;
+    if (read_buffer_.size() > 4 * read_chunk) {
+      read_buffer_.resize(read_chunk);
+      read_buffer_.shrink_to_fit();
+    }
+  }
+}
+
+bool Connection::parse_messages() {
+  const auto size_max = host_.options().message_size_max;
+  while (read_end_ - read_begin_ >= protocol::header_size) {
+    auto available = protocol::ByteView(read_buffer_.data() + read_begin_, read_end_ - read_begin_);
+    protocol::Header header;
+    try {
+      header = protocol::parse_header(available, size_max);
+    } catch (const protocol::ProtocolError& e) {
+      host_.connection_stats().protocol_errors.fetch_add(1, std::memory_order_relaxed);
+      close_now(CloseKind::protocol_error, std::string("ProtocolError: ") + e.what());
+      return false;
+    }
+    auto size = static_cast<std::size_t>(header.size);
+    if (available.size() < size) {
+      if (read_buffer_.size() < read_begin_ + size) {
+        // Make room for the whole message (bounded by message_size_max).
+        std::memmove(read_buffer_.data(), read_buffer_.data() + read_begin_, available.size());
+        read_end_ = available.size();
+        read_begin_ = 0;
+        read_buffer_.resize(std::max(read_buffer_.size(), size));
+      }
+      if (partial_since_.load() == 0) partial_since_ = now_nanos();
+      return true;
+    }
+    partial_since_ = 0;
+    host_.connection_stats().messages_in.fetch_add(1, std::memory_order_relaxed);
+    try {
+      handle_message(header.type, available.subspan(protocol::header_size, size - protocol::header_size));
+    } catch (const protocol::ProtocolError& e) {
+      host_.connection_stats().protocol_errors.fetch_add(1, std::memory_order_relaxed);
+      close_now(CloseKind::protocol_error, std::string("ProtocolError: ") + e.what());
+      return false;
+    }
+    read_begin_ += size;
+    if (state() == State::closed) return false;
+  }
+  if (read_end_ - read_begin_ > 0) {
+    if (partial_since_.load() == 0) partial_since_ = now_nanos();
+  } else {
+    partial_since_ = 0;
+  }
+  return true;
+}
+
+void Connection::handle_message(MessageType type, protocol::ByteView body) {
+  switch (type) {
+    case MessageType::validate_connection: {
+      std::vector<Event> sent;
+      bool ok = true;
+      {
+        std::lock_guard lock(mutex_);
+        if (state_ != State::validating) return;  // a heartbeat: receiving it was the point
+        state_ = State::active;
+        ok = flush_locked(sent);
+        update_interest_locked();
+      }
+      host_.inbox().push_all(sent);
+      if (!ok) close_now(CloseKind::lost, "connection lost while writing");
+      return;
+    }
+    case MessageType::close_connection:
+      close_now(CloseKind::by_peer, "connection closed by the peer");
+      return;
+    case MessageType::reply:
+      handle_reply(body);
+      return;
+    case MessageType::request: {
+      std::vector<protocol::Request> one;
+      one.push_back(protocol::decode_request(body));
+      handle_requests(std::move(one));
+      return;
+    }
+    case MessageType::batch_request:
+      handle_requests(protocol::decode_batch_request(body));
+      return;
+  }
+}
+
+void Connection::handle_reply(protocol::ByteView body) {
+  auto reply = protocol::decode_reply(body);
+  auto outgoing = host_.outgoing().take(reply.request_id);
+  if (!outgoing) return;  // cancelled or timed out: the caller has moved on
+  Event event;
+  event.kind = EventKind::reply;
+  event.request_id = reply.request_id;
+  event.code = reply.status;
+  event.connection_id = id_;
+  event.encoding = reply.encoding;
+  event.body.assign(reply.payload.begin(), reply.payload.end());
+  event.identity = std::move(reply.identity);
+  event.facet = std::move(reply.facet);
+  event.operation = std::move(reply.operation);
+  event.text = std::move(reply.message);
+  host_.inbox().push(std::move(event));
+}
+
+void Connection::handle_requests(std::vector<protocol::Request> requests) {
+  if (role_ == Role::client) {
+    // No adapter serves this connection: answer "object does not exist",
+    // as Ice does for a connection without an adapter.
+    for (const auto& request : requests) {
+      if (request.request_id == 0) continue;
+      auto reply = std::make_shared<protocol::Bytes>();
+      protocol::encode_reply_not_exist(*reply, request.request_id,
+                                       protocol::ReplyStatus::object_not_exist, request.identity,
+                                       request.facet, request.operation);
+      send(std::move(reply));
+    }
+    return;
+  }
+  std::vector<Event> events;
+  events.reserve(requests.size());
+  {
+    std::lock_guard lock(mutex_);
+    // Once a graceful close has begun, new requests are not dispatched; the
+    // client learns it from close-connection and may retry them elsewhere.
+    if (close_requested_ || state_ != State::active) return;
+    dispatches_in_flight_ += static_cast<int>(requests.size());
+  }
+  for (auto& request : requests) {
+    host_.dispatch_started();
+    Event event;
+    event.kind = EventKind::request;
+    event.request_id = request.request_id;
+    event.connection_id = id_;
+    event.adapter_id = adapter_id_;
+    event.identity = std::move(request.identity);
+    event.facet = std::move(request.facet);
+    event.operation = std::move(request.operation);
+    event.mode = request.mode;
+    event.context = std::move(request.context);
+    event.encoding = request.encoding;
+    event.body.assign(request.params.begin(), request.params.end());
+    events.push_back(std::move(event));
+  }
+  host_.inbox().push_all(events);
+}
+
+Connection::SendResult Connection::send(std::shared_ptr<const protocol::Bytes> message,
+                                        std::int32_t sent_id) {
+  std::vector<Event> sent;
+  SendResult result;
+  bool failed = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (state_ == State::closed || close_sent_) return SendResult::closed;
+    bool idle = queue_.empty() && state_ == State::active;
+    queue_.push_back(Queued{std::move(message), 0, sent_id});
+    if (!idle) {
+      result = SendResult::queued;
+    } else {
+      failed = !flush_locked(sent);
+      result = queue_.empty() ? SendResult::written : SendResult::queued;
+      if (!failed) {
+        if (result == SendResult::written) {
+          host_.connection_stats().direct_writes.fetch_add(1, std::memory_order_relaxed);
+          // The caller learns "written" from the result; no event is needed.
+          sent.clear();
+        }
+        update_interest_locked();
+      }
+    }
+  }
+  host_.inbox().push_all(sent);
+  if (failed) {
+    abort(CloseKind::lost, "connection lost while writing: " + std::string(std::strerror(errno)));
+    // Queued: the close reports the failure of what was queued.
+    return SendResult::queued;
+  }
+  return result;
+}
+
+bool Connection::flush_locked(std::vector<Event>& sent) {
+  if (!fd_ || (state_ != State::active && state_ != State::closing)) return true;
+  auto& stats = host_.connection_stats();
+  while (!queue_.empty()) {
+    iovec parts[max_iov];
+    int count = 0;
+    for (auto it = queue_.begin(); it != queue_.end() && count < max_iov; ++it, ++count) {
+      parts[count].iov_base = const_cast<std::uint8_t*>(it->data->data() + it->offset);
+      parts[count].iov_len = it->data->size() - it->offset;
+    }
+    stats.write_calls.fetch_add(1, std::memory_order_relaxed);
+    long n = platform::write_vector(fd_.get(), parts, count);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
+      return false;
+    }
+    touch_write();
+    auto written = static_cast<std::size_t>(n);
+    while (written > 0 && !queue_.empty()) {
+      auto& front = queue_.front();
+      std::size_t left = front.data->size() - front.offset;
+      if (written < left) {
+        front.offset += written;
+        written = 0;
+        break;
+      }
+      written -= left;
+      stats.messages_out.fetch_add(1, std::memory_order_relaxed);
+      if (front.sent_id != 0) {
+        Event event;
+        event.kind = EventKind::sent;
+        event.request_id = front.sent_id;
+        sent.push_back(std::move(event));
+      }
+      queue_.pop_front();
+    }
+    if (written == 0 && !queue_.empty() && queue_.front().offset > 0) return true;  // socket full
+  }
+  return true;
+}
+
+void Connection::update_interest_locked() {
+  if (!fd_ || state_ == State::connecting || state_ == State::closed) return;
+  bool want = !queue_.empty() && (state_ == State::active || state_ == State::closing);
+  if (want == want_write_) return;
+  want_write_ = want;
+  reactor_.rewatch(fd_.get(), platform::poll_read | (want ? platform::poll_write : 0u), this);
+}
+
+void Connection::touch_write() noexcept { last_write_ = now_nanos(); }
+
+void Connection::queue_close_locked() {
+  if (close_sent_ || state_ == State::closed) return;
+  close_sent_ = true;
+  state_ = State::closing;
+  closing_since_ = now_nanos();
+  queue_.push_back(Queued{close_message(), 0, 0});
+}
+
+void Connection::close_when_idle() {
+  std::vector<Event> sent;
+  bool failed = false;
+  bool never_active = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (state_ == State::closed || close_requested_) return;
+    close_requested_ = true;
+    if (state_ == State::connecting || state_ == State::validating) {
+      never_active = true;
+    } else if (role_ == Role::client || dispatches_in_flight_ == 0) {
+      queue_close_locked();
+      failed = !flush_locked(sent);
+      update_interest_locked();
+    }
+  }
+  host_.inbox().push_all(sent);
+  if (never_active) abort(CloseKind::local, "connection closed before it was established");
+  if (failed) abort(CloseKind::lost, "connection lost while closing");
+}
+
+void Connection::dispatch_finished() {
+  std::vector<Event> sent;
+  bool failed = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (dispatches_in_flight_ > 0) --dispatches_in_flight_;
+    if (close_requested_ && dispatches_in_flight_ == 0 && !close_sent_ &&
+        state_ == State::active) {
+      queue_close_locked();
+      failed = !flush_locked(sent);
+      update_interest_locked();
+    }
+  }
+  host_.inbox().push_all(sent);
+  if (failed) abort(CloseKind::lost, "connection lost while closing");
+}
+
+void Connection::abort(CloseKind kind, std::string reason) {
+  reactor_.post([self = shared_from_this(), kind, reason = std::move(reason)] {
+    self->close_now(kind, reason);
+  });
+}
+
+void Connection::close_now(CloseKind kind, const std::string& reason) {
+  std::deque<Queued> dropped;
+  {
+    std::lock_guard lock(mutex_);
+    if (state_ == State::closed) return;
+    state_ = State::closed;
+    close_kind_ = kind;
+    close_reason_ = reason;
+    dropped.swap(queue_);
+    if (fd_) {
+      reactor_.unwatch(fd_.get(), this);
+      fd_.reset();
+    }
+  }
+  // Queued oneways that never reached the wire fail like their connection.
+  std::vector<Event> failures;
+  for (const auto& q : dropped) {
+    if (q.sent_id == 0) continue;
+    Event event;
+    event.kind = EventKind::failed;
+    event.request_id = q.sent_id;
+    event.code = static_cast<std::uint8_t>(kind == CloseKind::refused ? ErrorCode::connection_refused
+                                           : kind == CloseKind::connect_timeout
+                                               ? ErrorCode::connect_timeout
+                                               : ErrorCode::connection_lost);
+    event.text = reason;
+    failures.push_back(std::move(event));
+  }
+  host_.inbox().push_all(failures);
+  host_.on_connection_closed(shared_from_this(), kind, reason);
+}
+
+void Connection::check_timers(std::chrono::steady_clock::time_point now_point) {
+  const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(now_point.time_since_epoch()).count();
+  const auto& options = host_.options();
+  State current;
+  {
+    std::lock_guard lock(mutex_);
+    current = state_;
+  }
+  switch (current) {
+    case State::closed:
+      return;
+    case State::connecting:
+    case State::validating:
+      if (now - connect_started_.load() > to_nanos(options.connect_timeout)) {
+        abort(CloseKind::connect_timeout, "connect timed out (" + target_->key + ")");
+      }
+      return;
+    case State::closing:
+      if (now - closing_since_.load() > to_nanos(options.close_timeout)) {
+        abort(CloseKind::local, "graceful close timed out");
+      }
+      return;
+    case State::active:
+      break;
+  }
+  auto partial = partial_since_.load();
+  if (partial != 0 && now - partial > to_nanos(options.read_timeout)) {
+    host_.connection_stats().protocol_errors.fetch_add(1, std::memory_order_relaxed);
+    abort(CloseKind::protocol_error,
+          "ProtocolError: a message was still incomplete after the read timeout");
+    return;
+  }
+  auto idle = to_nanos(options.idle_timeout);
+  if (now - last_read_.load() > idle) {
+    abort(CloseKind::idle, "connection idle for longer than the idle timeout");
+    return;
+  }
+  if (now - last_write_.load() >= idle / 2) {
+    host_.connection_stats().heartbeats_sent.fetch_add(1, std::memory_order_relaxed);
+    touch_write();
+    send(validate_message());
+  }
+}
+
+}  // namespace aiocomm::core

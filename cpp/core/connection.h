@@ -1,0 +1,177 @@
+// One Ice connection over TCP, client or server side: its state machine,
+// message framing and write queue. Reading, parsing and closing happen on
+// the connection's reactor thread; send() may be called from any thread and
+// writes straight to the socket when nothing is queued, so a lone request
+// or reply costs no thread hop.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/event.h"
+#include "core/options.h"
+#include "core/outgoing.h"
+#include "core/reactor.h"
+#include "platform/socket.h"
+#include "platform/unique_fd.h"
+#include "protocol/message.h"
+
+namespace aiocomm::core {
+
+class Connection;
+class Inbox;
+class Timer;
+
+// Why a connection ended; decides what happens to its outstanding requests.
+enum class CloseKind : std::uint8_t {
+  refused,           // never connected
+  connect_timeout,   // never validated in time
+  lost,              // the socket ended without a close-connection message
+  by_peer,           // the peer sent close-connection: unanswered requests were not dispatched
+  local,             // we closed it (graceful close finished, shutdown, destroy)
+  protocol_error,    // the peer sent something malformed or too large
+  idle,              // nothing received for the idle timeout
+};
+
+// Counters exposed through Communicator.stats(); relaxed atomics.
+struct ConnectionStats {
+  std::atomic<std::uint64_t> messages_in{0};
+  std::atomic<std::uint64_t> messages_out{0};
+  std::atomic<std::uint64_t> read_calls{0};
+  std::atomic<std::uint64_t> write_calls{0};
+  std::atomic<std::uint64_t> direct_writes{0};   // written by the caller's thread
+  std::atomic<std::uint64_t> heartbeats_sent{0};
+  std::atomic<std::uint64_t> protocol_errors{0};
+};
+
+// What a connection needs from the communicator that owns it.
+class ConnectionHost {
+ public:
+  virtual const Options& options() const = 0;
+  virtual Inbox& inbox() = 0;
+  virtual OutgoingTable& outgoing() = 0;
+  virtual Timer& timer() = 0;
+  virtual ConnectionStats& connection_stats() = 0;
+  // A request will be handed to the loop (the destroy path waits for these).
+  virtual void dispatch_started() = 0;
+  // Reactor thread, after the connection reached State::closed.
+  virtual void on_connection_closed(const std::shared_ptr<Connection>& connection,
+                                    CloseKind kind, const std::string& reason) = 0;
+  virtual void log(LogLevel level, std::string text) = 0;
+
+ protected:
+  ~ConnectionHost() = default;
+};
+
+class Connection final : public IoHandler, public std::enable_shared_from_this<Connection> {
+ public:
+  enum class Role : std::uint8_t { client, server };
+  enum class State : std::uint8_t { connecting, validating, active, closing, closed };
+  enum class SendResult : std::uint8_t { written, queued, closed };
+
+  Connection(ConnectionHost& host, Reactor& reactor, std::uint64_t id, Role role,
+             std::uint32_t adapter_id, std::shared_ptr<const Target> target);
+  ~Connection() override;
+
+  // Reactor thread: adopt an accepted socket and send validate-connection.
+  void start_server(platform::UniqueFd fd);
+  // Any thread: connect to the target's endpoints, in order, on the
+  // connection's reactor thread.
+  void begin_connect();
+  void on_ready(std::uint32_t bits) override;
+
+  // Any thread. Writes now when the connection is active with nothing
+  // queued, else queues. `sent_id` != 0 asks for a `sent` event once the
+  // message is on the wire (a oneway invocation's completion).
+  SendResult send(std::shared_ptr<const protocol::Bytes> message, std::int32_t sent_id = 0);
+
+  // Any thread. Graceful close: a client sends close-connection now; a
+  // server once its in-flight dispatches are answered. Requests arriving
+  // afterwards are not dispatched. The peer then closes; close_timeout
+  // bounds the wait.
+  void close_when_idle();
+  // Any thread: close at once (posted to the reactor thread).
+  void abort(CloseKind kind, std::string reason);
+  // Reactor thread, or any thread once the reactor is stopped.
+  void close_now(CloseKind kind, const std::string& reason);
+
+  // Loop thread: a dispatch of a request from this connection ended.
+  void dispatch_finished();
+  // Timer thread: heartbeat, idle and slow-sender checks.
+  void check_timers(std::chrono::steady_clock::time_point now);
+
+  std::uint64_t id() const noexcept { return id_; }
+  Role role() const noexcept { return role_; }
+  std::uint32_t adapter_id() const noexcept { return adapter_id_; }
+  const std::shared_ptr<const Target>& target() const noexcept { return target_; }
+  State state();
+  bool usable();  // not closing or closed
+  // Why the connection closed (meaningful once state() is closed).
+  std::pair<CloseKind, std::string> close_cause();
+  platform::Address local_address();
+  platform::Address peer_address();
+
+ private:
+  struct Queued {
+    std::shared_ptr<const protocol::Bytes> data;
+    std::size_t offset = 0;
+    std::int32_t sent_id = 0;
+  };
+
+  void start_client();
+  void try_next_endpoint();
+  void on_connected();
+  void on_readable();
+  bool parse_messages();  // false when the connection was closed
+  void handle_message(protocol::MessageType type, protocol::ByteView body);
+  void handle_reply(protocol::ByteView body);
+  void handle_requests(std::vector<protocol::Request> requests);
+  // mutex_ held. Writes what the socket takes; false on a socket error.
+  bool flush_locked(std::vector<Event>& sent);
+  void update_interest_locked();
+  void queue_close_locked();
+  void touch_write() noexcept;
+
+  ConnectionHost& host_;
+  Reactor& reactor_;
+  const std::uint64_t id_;
+  const Role role_;
+  const std::uint32_t adapter_id_;
+  const std::shared_ptr<const Target> target_;
+
+  std::mutex mutex_;  // state_, fd_, queue_, interest, dispatch counts
+  State state_ = State::connecting;
+  platform::UniqueFd fd_;
+  std::deque<Queued> queue_;
+  bool want_write_ = false;
+  bool close_requested_ = false;
+  bool close_sent_ = false;
+  int dispatches_in_flight_ = 0;
+  CloseKind close_kind_ = CloseKind::local;
+  std::string close_reason_;
+  platform::Address local_;
+  platform::Address peer_;
+
+  // Reactor thread only.
+  std::size_t endpoint_index_ = 0;
+  std::vector<platform::ResolvedAddress> addresses_;
+  std::size_t address_index_ = 0;
+  protocol::Bytes read_buffer_;
+  std::size_t read_begin_ = 0;
+  std::size_t read_end_ = 0;
+
+  using Nanos = std::int64_t;
+  std::atomic<Nanos> last_read_{0};
+  std::atomic<Nanos> last_write_{0};
+  std::atomic<Nanos> partial_since_{0};  // 0: no message half-read
+  std::atomic<Nanos> closing_since_{0};
+  std::atomic<Nanos> connect_started_{0};
+};
+
+}  // namespace aiocomm::core

@@ -1,0 +1,42 @@
+#include "core/inbox.h"
+
+namespace aiocomm::core {
+
+void Inbox::push(Event&& event) {
+  bool was_empty;
+  {
+    std::lock_guard lock(mutex_);
+    was_empty = queue_.empty();
+    queue_.push_back(std::move(event));
+  }
+  if (was_empty) {
+    wakeups_.fetch_add(1, std::memory_order_relaxed);
+    wakeup_.notify();
+  }
+}
+
+void Inbox::push_all(std::vector<Event>& events) {
+  if (events.empty()) return;
+  bool was_empty;
+  {
+    std::lock_guard lock(mutex_);
+    was_empty = queue_.empty();
+    for (auto& e : events) queue_.push_back(std::move(e));
+  }
+  events.clear();
+  if (was_empty) {
+    wakeups_.fetch_add(1, std::memory_order_relaxed);
+    wakeup_.notify();
+  }
+}
+
+void Inbox::take_all(std::vector<Event>& out) {
+  // Drain the descriptor before taking the queue: a push that lands after
+  // the swap finds the queue empty and wakes us again, so nothing is missed.
+  wakeup_.drain();
+  std::lock_guard lock(mutex_);
+  out.swap(queue_);
+  delivered_.fetch_add(out.size(), std::memory_order_relaxed);
+}
+
+}  // namespace aiocomm::core

@@ -1,0 +1,59 @@
+// Twoway invocations waiting for their reply, keyed by request id. Shared
+// by the thread that invokes (the loop) and the I/O threads that read
+// replies or lose connections; every entry is taken out exactly once.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "protocol/buffer.h"
+
+namespace aiocomm::core {
+
+struct Endpoint {
+  std::string host;
+  int port = 0;
+};
+
+// Where an invocation goes: the endpoints to try in order, and the key under
+// which their shared connection is kept.
+struct Target {
+  std::string key;
+  std::vector<Endpoint> endpoints;
+};
+
+struct Outgoing {
+  std::uint64_t connection_id = 0;
+  std::shared_ptr<const protocol::Bytes> message;  // kept for a retry
+  std::shared_ptr<const Target> target;
+  bool idempotent = false;
+  bool retried = false;
+};
+
+class OutgoingTable {
+ public:
+  // Files `outgoing` under a fresh request id (never 0, never one in use)
+  // and writes that id into its encoded request, which nobody may read
+  // before it is filed: a connection loss can retry it at once.
+  std::int32_t add(Outgoing outgoing, protocol::Bytes& request);
+  // Files it again under the id it already carries (a retry).
+  void put(std::int32_t request_id, Outgoing outgoing);
+  std::optional<Outgoing> take(std::int32_t request_id);
+  void rebind(std::int32_t request_id, std::uint64_t connection_id);
+  std::vector<std::pair<std::int32_t, Outgoing>> take_for_connection(std::uint64_t connection_id);
+  std::vector<std::pair<std::int32_t, Outgoing>> take_all();
+  std::size_t size();
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<std::int32_t, Outgoing> pending_;
+  std::int32_t next_id_ = 1;
+};
+
+}  // namespace aiocomm::core
