@@ -67,7 +67,12 @@ _NOT_EXIST: dict[int, type[ObjectNotExistError | FacetNotExistError | OperationN
     4: OperationNotExistError,
 }
 
-_UNKNOWN: dict[int, type[UnknownError]] = {5: UnknownLocalError, 6: UnknownUserError, 7: UnknownError}
+_UNKNOWN: dict[int, type[UnknownError]] = {
+    5: UnknownLocalError,
+    6: UnknownUserError,
+    7: UnknownError,
+}
+_DESTROYED = "the communicator has been destroyed"
 
 
 def reply_error(status: int, payload: bytes, detail: Any) -> BaseException:
@@ -208,7 +213,7 @@ class Runtime:
         self.timers.clear()
         for future in pending.values():
             if not future.done():
-                future.set_exception(CommunicatorDestroyedError("the communicator has been destroyed"))
+                future.set_exception(CommunicatorDestroyedError(_DESTROYED))
         for adapter in list(self.adapters.values()):
             adapter._on_communicator_closed()
         self.adapters.clear()

@@ -79,10 +79,9 @@ class _DestroyCompletion:
             waiters, self._waiters = self._waiters, []
         runtime, self._runtime = self._runtime, None
         for loop, future in waiters:
+            own_runtime = runtime if runtime is not None and runtime.loop is loop else None
             try:
-                loop.call_soon_threadsafe(
-                    _resolve_destroyed, future, runtime if runtime and runtime.loop is loop else None
-                )
+                loop.call_soon_threadsafe(_resolve_destroyed, future, own_runtime)
             except RuntimeError:
                 pass  # the loop is closed: nobody is left to tell
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import builtins
 
 __all__ = [
-    "AiocommError",
     "AdapterDeactivatedError",
+    "AiocommError",
     "AlreadyRegisteredError",
     "CommunicatorDestroyedError",
     "ConnectTimeoutError",

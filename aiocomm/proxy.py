@@ -67,7 +67,9 @@ class Proxy:
             payload = b""
         runtime = communicator._runtime_for_call()
         if timeout is None:
-            timeout = self._timeout if self._timeout is not None else communicator._invocation_timeout
+            timeout = self._timeout
+            if timeout is None:
+                timeout = communicator._invocation_timeout
         if context is None:
             context = self._context
         elif not isinstance(context, dict):

@@ -3,6 +3,8 @@
 #include <chrono>
 #include <thread>
 
+#include <unistd.h>
+
 #include "binding/bindings.h"
 #include "binding/gil.h"
 
@@ -27,6 +29,10 @@ void bind_testing(py::module_& m) {
           std::this_thread::sleep_for(std::chrono::microseconds(100));
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        // Straight to the descriptor: a test that sees the process hang can
+        // tell it hung here, in the dealloc, and not before.
+        static constexpr char marker[] = "aiocomm-testing: dropping the last reference\n";
+        [[maybe_unused]] auto n = ::write(2, marker, sizeof marker - 1);
         holder.attr("clear")();
       },
       py::arg("holder"), py::arg("timeout") = 10.0);

@@ -1,0 +1,101 @@
+"""The native core (private). Hand-written stubs: this is its whole surface."""
+
+from collections.abc import Callable
+from typing import Any
+
+class DestroyedError(RuntimeError): ...
+
+class Inbox:
+    """The queue from native threads to the loop; ``fd`` becomes readable when it fills."""
+
+    def __init__(self) -> None: ...
+    @property
+    def fd(self) -> int: ...
+    def drain(self) -> list[tuple[Any, ...]]:
+        """Every queued event, in order. Event tuples by first item:
+        0 reply (request_id, status, payload, detail);
+        1 request (connection_id, adapter_id, request_id, name, category, facet, operation,
+          mode, context, (major, minor), params);
+        2 failed (request_id, code, text); 3 sent (request_id); 4 log (level, text); 5 closed.
+        """
+
+class Target:
+    def __init__(self, key: str, endpoints: list[tuple[str, int]]) -> None: ...
+    @property
+    def key(self) -> str: ...
+
+class Communicator:
+    def __init__(
+        self,
+        inbox: Inbox,
+        io_threads: int,
+        message_size_max: int,
+        idle_timeout: float,
+        connect_timeout: float,
+        close_timeout: float,
+        read_timeout: float,
+    ) -> None: ...
+    def create_adapter(self, host: str, port: int) -> tuple[int, str, int]: ...
+    def deactivate_adapter(self, adapter_id: int) -> None: ...
+    def shutdown(self) -> None: ...
+    def invoke(
+        self,
+        target: Target,
+        identity_facet: bytes,
+        operation: str,
+        mode: int,
+        context: dict[str, str] | None,
+        params: Any,
+        oneway: bool,
+        idempotent: bool,
+    ) -> tuple[int, bool]: ...
+    def cancel(self, request_id: int) -> None: ...
+    def reply(
+        self,
+        connection_id: int,
+        request_id: int,
+        status: int,
+        encoding: tuple[int, int],
+        payload: Any,
+    ) -> None: ...
+    def reply_not_exist(
+        self,
+        connection_id: int,
+        request_id: int,
+        status: int,
+        name: str,
+        category: str,
+        facet: str,
+        operation: str,
+    ) -> None: ...
+    def reply_message(
+        self, connection_id: int, request_id: int, status: int, text: str
+    ) -> None: ...
+    def finish_dispatch(self, connection_id: int) -> None: ...
+    def connection_addresses(
+        self, connection_id: int
+    ) -> tuple[tuple[str, int], tuple[str, int]] | None: ...
+    def begin_destroy(self, on_done: Callable[[], Any], wait_for_dispatches: bool) -> bool: ...
+    def destroy_blocking(self, wait_for_dispatches: bool) -> None: ...
+    def teardown(self) -> None: ...
+    @property
+    def destroying(self) -> bool: ...
+    @property
+    def destroyed(self) -> bool: ...
+    def stats(self) -> dict[str, int]: ...
+
+def teardown_all() -> None: ...
+def encode_identity_facet(name: str, category: str, facet: str) -> bytes: ...
+def native_gil_acquisitions() -> int: ...
+
+class _Testing:
+    """aiocomm._core._testing: test-only hooks."""
+
+    @staticmethod
+    def set_release_gil_on_dealloc(on: bool) -> None: ...
+    @staticmethod
+    def drop_when_native_thread_waits_for_gil(
+        holder: list[object], timeout: float = 10.0
+    ) -> None: ...
+
+_testing: _Testing

@@ -1,0 +1,281 @@
+"""The communicator's lifecycle, in process, on both loops."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+import warnings
+
+import pytest
+
+import aiocomm
+
+
+class Slow:
+    """A servant whose dispatches take a while, to have work in flight."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.finished = 0
+
+    async def wait(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        self.started.set()
+        await self.release.wait()
+        self.finished += 1
+        return payload
+
+    def echo(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        return payload
+
+
+async def test_async_with_destroys() -> None:
+    async with aiocomm.Communicator() as comm:
+        assert not comm.is_destroyed
+        assert not comm.is_shutdown
+    assert comm.is_destroyed
+    assert comm.is_shutdown
+
+
+async def test_destroy_is_idempotent() -> None:
+    comm = aiocomm.Communicator()
+    await comm.destroy()
+    await comm.destroy()
+    assert comm.is_destroyed
+
+
+async def test_create_destroy_cycles() -> None:
+    for _ in range(300):
+        comm = aiocomm.Communicator()
+        adapter = comm.create_object_adapter()
+        adapter.activate()
+        await comm.destroy()
+    assert comm.is_destroyed
+
+
+async def test_concurrent_destroy_callers_all_complete() -> None:
+    comm = aiocomm.Communicator()
+    comm.create_object_adapter().activate()
+    results = await asyncio.wait_for(asyncio.gather(*(comm.destroy() for _ in range(10))), 10)
+    assert results == [None] * 10
+    assert comm.is_destroyed
+
+
+async def test_cancelled_destroy_still_runs_to_the_end() -> None:
+    comm = aiocomm.Communicator()
+    server = Slow()
+    adapter = comm.create_object_adapter()
+    prx = adapter.add(server, "slow")
+    adapter.activate()
+    call = asyncio.ensure_future(prx.invoke("wait", b"x"))
+    await asyncio.wait_for(server.started.wait(), 5)
+
+    task = asyncio.ensure_future(comm.destroy())
+    await asyncio.sleep(0.05)
+    assert not task.done()  # waiting for the dispatch in flight
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # Cancelling the awaiting task did not cancel destroy: once the dispatch
+    # finishes, destroy completes and a later await returns at once.
+    server.release.set()
+    await asyncio.wait_for(comm.destroy(), 10)
+    assert comm.is_destroyed
+    assert server.finished == 1
+    # The reply was computed before the connections closed: it may arrive, or
+    # the invocation fails as destroyed; it never hangs.
+    (result,) = await asyncio.gather(call, return_exceptions=True)
+    assert result == b"x" or isinstance(result, aiocomm.CommunicatorDestroyedError)
+
+
+async def test_destroy_waits_for_dispatches_and_sends_their_replies() -> None:
+    async with aiocomm.Communicator() as client:
+        server_comm = aiocomm.Communicator()
+        server = Slow()
+        adapter = server_comm.create_object_adapter()
+        adapter.add(server, "slow")
+        adapter.activate()
+        prx = client.proxy(f"slow:{adapter.endpoints[0]}")
+        calls = [asyncio.ensure_future(prx.invoke("wait", bytes([i]))) for i in range(5)]
+        await asyncio.wait_for(server.started.wait(), 5)
+        destroying = asyncio.ensure_future(server_comm.destroy())
+        await asyncio.sleep(0.1)
+        assert not destroying.done()
+        server.release.set()
+        await asyncio.wait_for(destroying, 10)
+        # Every dispatch that was in flight finished and its reply reached us.
+        assert [await asyncio.wait_for(c, 5) for c in calls] == [bytes([i]) for i in range(5)]
+
+
+async def test_destroy_fails_outstanding_invocations() -> None:
+    async with aiocomm.Communicator() as server_comm:
+        server = Slow()
+        adapter = server_comm.create_object_adapter()
+        adapter.add(server, "slow")
+        adapter.activate()
+        client = aiocomm.Communicator()
+        prx = client.proxy(f"slow:{adapter.endpoints[0]}")
+        calls = [asyncio.ensure_future(prx.invoke("wait")) for _ in range(3)]
+        await asyncio.wait_for(server.started.wait(), 5)
+        await asyncio.wait_for(client.destroy(), 10)
+        for call in calls:
+            with pytest.raises(aiocomm.CommunicatorDestroyedError):
+                await call
+        server.release.set()
+
+
+async def test_servant_may_await_destroy_of_its_own_communicator() -> None:
+    comm = aiocomm.Communicator()
+    done = asyncio.Event()
+
+    class Stopper:
+        async def stop(self, payload: bytes, current: aiocomm.Current) -> bytes:
+            await comm.destroy()
+            done.set()
+            return b""
+
+    adapter = comm.create_object_adapter()
+    prx = adapter.add(Stopper(), "stopper")
+    adapter.activate()
+    call = asyncio.ensure_future(prx.invoke("stop"))
+    await asyncio.wait_for(done.wait(), 10)
+    assert comm.is_destroyed
+    with pytest.raises(aiocomm.AiocommError):
+        await asyncio.wait_for(call, 5)
+
+
+async def test_every_use_after_destroy_raises() -> None:
+    comm = aiocomm.Communicator()
+    adapter = comm.create_object_adapter()
+    prx = adapter.add(Slow(), "slow")
+    adapter.activate()
+    await comm.destroy()
+    with pytest.raises(aiocomm.CommunicatorDestroyedError):
+        comm.create_object_adapter()
+    with pytest.raises(aiocomm.CommunicatorDestroyedError):
+        comm.proxy("x:tcp -h 127.0.0.1 -p 1")
+    with pytest.raises(aiocomm.CommunicatorDestroyedError):
+        await prx.invoke("echo")
+    with pytest.raises(aiocomm.CommunicatorDestroyedError):
+        await prx.ping()
+    with pytest.raises(aiocomm.CommunicatorDestroyedError):
+        adapter.add(Slow(), "other")
+    with pytest.raises(aiocomm.CommunicatorDestroyedError):
+        adapter.activate()
+    assert issubclass(aiocomm.CommunicatorDestroyedError, aiocomm.AiocommError)
+    comm.shutdown()  # harmless
+    await comm.wait_for_shutdown()
+
+
+async def test_shutdown_then_wait_for_shutdown_waits_for_dispatches() -> None:
+    async with aiocomm.Communicator() as comm:
+        server = Slow()
+        adapter = comm.create_object_adapter()
+        prx = adapter.add(server, "slow")
+        adapter.activate()
+        call = asyncio.ensure_future(prx.invoke("wait", b"r"))
+        await asyncio.wait_for(server.started.wait(), 5)
+        waiter = asyncio.ensure_future(comm.wait_for_shutdown())
+        await asyncio.sleep(0.05)
+        assert not waiter.done()  # shutdown has not happened yet
+        comm.shutdown()
+        assert comm.is_shutdown
+        await asyncio.sleep(0.05)
+        assert not waiter.done()  # a dispatch is still in flight
+        server.release.set()
+        await asyncio.wait_for(waiter, 5)
+        assert await asyncio.wait_for(call, 5) == b"r"
+        with pytest.raises(aiocomm.CommunicatorDestroyedError):
+            comm.create_object_adapter()
+
+
+async def test_collected_communicator_warns_and_its_proxies_fail() -> None:
+    comm = aiocomm.Communicator()
+    adapter = comm.create_object_adapter()
+    prx = adapter.add(Slow(), "slow")
+    adapter.activate()
+    assert await prx.invoke("echo", b"1") == b"1"
+    with pytest.warns(ResourceWarning, match="unclosed"):
+        del comm
+        gc.collect()
+    assert prx.communicator is None
+    with pytest.raises(aiocomm.CommunicatorDestroyedError):
+        prx.invoke("echo")
+    assert adapter.communicator is None
+
+
+async def test_pending_calls_fail_when_their_communicator_is_collected() -> None:
+    async with aiocomm.Communicator() as server_comm:
+        server = Slow()
+        adapter = server_comm.create_object_adapter()
+        adapter.add(server, "slow")
+        adapter.activate()
+        client = aiocomm.Communicator()
+        call = asyncio.ensure_future(client.proxy(f"slow:{adapter.endpoints[0]}").invoke("wait"))
+        await asyncio.wait_for(server.started.wait(), 5)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            del client
+            gc.collect()
+        with pytest.raises(aiocomm.CommunicatorDestroyedError):
+            await asyncio.wait_for(call, 10)
+        server.release.set()
+
+
+async def test_collection_on_another_thread_while_busy() -> None:
+    async with aiocomm.Communicator() as server_comm:
+        adapter = server_comm.create_object_adapter()
+        adapter.add(Slow(), "slow")
+        adapter.activate()
+        client = aiocomm.Communicator()
+        prx = client.proxy(f"slow:{adapter.endpoints[0]}")
+        # Keep the native threads busy delivering replies.
+        calls = [asyncio.ensure_future(prx.invoke("echo", b"x" * 100)) for _ in range(500)]
+        await asyncio.sleep(0)
+        holder = [client]
+        del client
+        errors: list[BaseException] = []
+
+        def drop() -> None:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ResourceWarning)
+                    holder.clear()
+                    gc.collect()
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        thread = threading.Thread(target=drop)
+        thread.start()
+        await asyncio.get_running_loop().run_in_executor(None, thread.join, 10)
+        assert not thread.is_alive(), "collection on another thread hung"
+        assert errors == []
+        results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 10)
+        for r in results:
+            assert r == b"x" * 100 or isinstance(r, aiocomm.CommunicatorDestroyedError)
+
+
+async def test_used_from_another_loop_raises_wrong_loop_error() -> None:
+    async with aiocomm.Communicator() as comm:
+        prx = comm.proxy("x:tcp -h 127.0.0.1 -p 1")
+        errors: list[BaseException] = []
+
+        def other_loop() -> None:
+            async def use() -> None:
+                try:
+                    prx.invoke("op")
+                except BaseException as exc:
+                    errors.append(exc)
+                try:
+                    comm.create_object_adapter()
+                except BaseException as exc:
+                    errors.append(exc)
+
+            asyncio.run(use())
+
+        thread = threading.Thread(target=other_loop)
+        thread.start()
+        thread.join(10)
+        assert [type(e) for e in errors] == [aiocomm.WrongLoopError] * 2
+        assert isinstance(errors[0], RuntimeError)
