@@ -4,6 +4,7 @@ from collections.abc import Callable
 from typing import Any
 
 class DestroyedError(RuntimeError): ...
+class MessageSizeError(ValueError): ...
 
 class Inbox:
     """The queue from native threads to the loop; ``fd`` becomes readable when it fills."""
@@ -48,7 +49,10 @@ class Communicator:
         params: Any,
         oneway: bool,
         idempotent: bool,
+        defer: bool = False,
     ) -> tuple[int, bool]: ...
+    def flush_deferred(self) -> None:
+        """Writes every connection's deferred sends (one writev each)."""
     def cancel(self, request_id: int) -> None: ...
     def reply(
         self,
@@ -57,6 +61,7 @@ class Communicator:
         status: int,
         encoding: tuple[int, int],
         payload: Any,
+        defer: bool = False,
     ) -> None: ...
     def reply_not_exist(
         self,
@@ -67,9 +72,10 @@ class Communicator:
         category: str,
         facet: str,
         operation: str,
+        defer: bool = False,
     ) -> None: ...
     def reply_message(
-        self, connection_id: int, request_id: int, status: int, text: str
+        self, connection_id: int, request_id: int, status: int, text: str, defer: bool = False
     ) -> None: ...
     def finish_dispatch(self, connection_id: int) -> None: ...
     def connection_addresses(

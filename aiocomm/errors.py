@@ -20,6 +20,7 @@ __all__ = [
     "DispatchError",
     "FacetNotExistError",
     "InvocationTimeoutError",
+    "MessageSizeError",
     "NotRegisteredError",
     "ObjectNotExistError",
     "OperationNotExistError",
@@ -63,6 +64,10 @@ class AdapterDeactivatedError(AiocommError, RuntimeError):
 
 class ProtocolError(AiocommError):
     """A peer sent something that is not valid Ice protocol."""
+
+
+class MessageSizeError(ProtocolError, ValueError):
+    """A request would exceed ``message_size_max``; it was not sent."""
 
 
 class InvocationTimeoutError(AiocommError, builtins.TimeoutError):

@@ -42,7 +42,7 @@ class Proxy:
         self._endpoints = endpoints
         self._oneway = oneway
         self._timeout = timeout
-        self._context = dict(context) if context else None
+        self._context = _checked_context(context) if context else None
         self._prefix = _core.encode_identity_facet(identity.name, identity.category, facet)
         key = ":".join(f"{'127.0.0.1' if e.host == '*' else e.host}/{e.port}" for e in endpoints)
         self._target = _core.Target(key, [(e.host, e.port) for e in endpoints])
@@ -65,6 +65,8 @@ class Proxy:
             raise TypeError(f"operation must be a str, not {type(operation).__name__}")
         if payload is None:
             payload = b""
+        elif not isinstance(payload, bytes | bytearray | memoryview):
+            raise TypeError(f"payload must be bytes-like, not {type(payload).__name__}")
         runtime = communicator._runtime_for_call()
         if timeout is None:
             timeout = self._timeout
@@ -72,8 +74,8 @@ class Proxy:
                 timeout = communicator._invocation_timeout
         if context is None:
             context = self._context
-        elif not isinstance(context, dict):
-            context = dict(context)
+        else:
+            context = _checked_context(context)
         handle = communicator._handle
         del communicator  # a pending call does not keep the communicator alive
         return runtime.invoke(handle, self._target, self._prefix, operation,
@@ -185,3 +187,13 @@ class Proxy:
 
     def __hash__(self) -> int:
         return hash(self._key())
+
+
+def _checked_context(context: Mapping[str, str]) -> dict[str, str]:
+    if not isinstance(context, Mapping):
+        raise TypeError(f"context must be a mapping of str to str, not {type(context).__name__}")
+    checked = dict(context)
+    for key, value in checked.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError("context keys and values must be str")
+    return checked

@@ -11,6 +11,7 @@ namespace py = pybind11;
 PYBIND11_MODULE(_core, m) {
   m.doc() = "aiocomm native core (private)";
   py::register_exception<aiocomm::core::DestroyedError>(m, "DestroyedError", PyExc_RuntimeError);
+  py::register_exception<aiocomm::core::MessageSizeError>(m, "MessageSizeError", PyExc_ValueError);
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);

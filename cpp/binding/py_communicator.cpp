@@ -168,45 +168,56 @@ void bind_communicator(py::module_& m) {
       .def("invoke",
            [](Handle& self, const PyTarget& target, py::bytes identity_facet,
               std::string_view operation, int mode, const py::object& context, py::buffer params,
-              bool oneway, bool idempotent) {
+              bool oneway, bool idempotent, bool defer) {
              std::string_view prefix = identity_facet;
              auto info = params.request();
              auto result = self.core().invoke(
                  target.target,
                  protocol::ByteView(reinterpret_cast<const std::uint8_t*>(prefix.data()), prefix.size()),
                  operation, static_cast<std::uint8_t>(mode), to_context(context), view_of(info),
-                 oneway, idempotent);
+                 oneway, idempotent, defer);
              return py::make_tuple(result.id, result.written);
-           })
+           },
+           py::arg("target"), py::arg("identity_facet"), py::arg("operation"), py::arg("mode"),
+           py::arg("context"), py::arg("params"), py::arg("oneway"), py::arg("idempotent"),
+           py::arg("defer") = false)
+      .def("flush_deferred", [](Handle& self) { self.core().flush_deferred(); })
       .def("cancel", [](Handle& self, std::int32_t id) { self.core().cancel(id); })
       .def("reply",
            [](Handle& self, std::uint64_t connection_id, std::int32_t request_id, int status,
-              std::pair<int, int> encoding, py::buffer payload) {
+              std::pair<int, int> encoding, py::buffer payload, bool defer) {
              auto info = payload.request();
              auto message = std::make_shared<protocol::Bytes>();
              protocol::encode_reply_payload(
                  *message, request_id, static_cast<protocol::ReplyStatus>(status),
                  {static_cast<std::uint8_t>(encoding.first), static_cast<std::uint8_t>(encoding.second)},
                  view_of(info));
-             self.core().send_reply(connection_id, std::move(message));
-           })
+             self.core().send_reply(connection_id, std::move(message), defer);
+           },
+           py::arg("connection_id"), py::arg("request_id"), py::arg("status"), py::arg("encoding"),
+           py::arg("payload"), py::arg("defer") = false)
       .def("reply_not_exist",
            [](Handle& self, std::uint64_t connection_id, std::int32_t request_id, int status,
-              std::string name, std::string category, std::string facet, std::string operation) {
+              std::string name, std::string category, std::string facet, std::string operation,
+              bool defer) {
              auto message = std::make_shared<protocol::Bytes>();
              protocol::encode_reply_not_exist(*message, request_id,
                                               static_cast<protocol::ReplyStatus>(status),
                                               {std::move(name), std::move(category)}, facet,
                                               operation);
-             self.core().send_reply(connection_id, std::move(message));
-           })
+             self.core().send_reply(connection_id, std::move(message), defer);
+           },
+           py::arg("connection_id"), py::arg("request_id"), py::arg("status"), py::arg("name"),
+           py::arg("category"), py::arg("facet"), py::arg("operation"), py::arg("defer") = false)
       .def("reply_message",
            [](Handle& self, std::uint64_t connection_id, std::int32_t request_id, int status,
-              std::string_view text) {
+              std::string_view text, bool defer) {
              auto message = std::make_shared<protocol::Bytes>();
              protocol::encode_reply_message(*message, request_id, static_cast<std::uint8_t>(status), text);
-             self.core().send_reply(connection_id, std::move(message));
-           })
+             self.core().send_reply(connection_id, std::move(message), defer);
+           },
+           py::arg("connection_id"), py::arg("request_id"), py::arg("status"), py::arg("text"),
+           py::arg("defer") = false)
       .def("finish_dispatch",
            [](Handle& self, std::uint64_t connection_id) { self.core().finish_dispatch(connection_id); })
       .def("connection_addresses",

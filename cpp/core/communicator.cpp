@@ -135,11 +135,17 @@ std::shared_ptr<Connection> Communicator::client_connection(
 InvokeResult Communicator::invoke(const std::shared_ptr<const Target>& target,
                                   protocol::ByteView identity_facet, std::string_view operation,
                                   std::uint8_t mode, const protocol::Context& context,
-                                  protocol::ByteView params, bool oneway, bool idempotent) {
+                                  protocol::ByteView params, bool oneway, bool idempotent,
+                                  bool defer) {
   if (destroying()) throw DestroyedError();
   auto message = std::make_shared<protocol::Bytes>();
   message->reserve(64 + operation.size() + params.size());
   protocol::encode_request(*message, 0, identity_facet, operation, mode, context, {1, 1}, params);
+  if (message->size() > options_.message_size_max) {
+    throw MessageSizeError("the request (" + std::to_string(message->size()) +
+                           " bytes) exceeds message_size_max (" +
+                           std::to_string(options_.message_size_max) + " bytes)");
+  }
 
   if (oneway) {
     auto tracking = next_oneway_id_.fetch_sub(1, std::memory_order_relaxed);
@@ -148,9 +154,8 @@ InvokeResult Communicator::invoke(const std::shared_ptr<const Target>& target,
     // A connection found closing is replaced once; a second failure is real.
     for (int attempt = 0;; ++attempt) {
       auto connection = client_connection(target);
-      auto result = connection->send(shared, tracking);
-      if (result == Connection::SendResult::written) return {tracking, true};
-      if (result == Connection::SendResult::queued) return {tracking, false};
+      bool written = false;
+      if (send_on(connection, shared, tracking, defer, &written)) return {tracking, written};
       auto [kind, reason] = connection->close_cause();
       if (attempt == 1 || kind == CloseKind::refused || kind == CloseKind::connect_timeout) {
         fail(tracking, error_for(kind), reason);
@@ -164,10 +169,28 @@ InvokeResult Communicator::invoke(const std::shared_ptr<const Target>& target,
   auto& request = *message;
   std::shared_ptr<const protocol::Bytes> shared = std::move(message);
   auto id = outgoing_.add(Outgoing{connection->id(), shared, target, idempotent, false}, request);
-  if (connection->send(shared) == Connection::SendResult::closed) {
-    on_send_refused(id, *connection, true);
-  }
+  if (!send_on(connection, shared, 0, defer)) on_send_refused(id, *connection, true);
   return {id, false};
+}
+
+bool Communicator::send_on(const std::shared_ptr<Connection>& connection,
+                           std::shared_ptr<const protocol::Bytes> message, std::int32_t sent_id,
+                           bool defer, bool* written) {
+  if (defer) {
+    auto started = connection->send_deferred(std::move(message), sent_id);
+    if (!started) return false;
+    if (*started) deferred_.push_back(connection);
+    return true;
+  }
+  auto result = connection->send(std::move(message), sent_id);
+  if (written) *written = result == Connection::SendResult::written;
+  return result != Connection::SendResult::closed;
+}
+
+void Communicator::flush_deferred() {
+  auto batch = std::move(deferred_);
+  deferred_.clear();
+  for (auto& connection : batch) connection->flush();
 }
 
 void Communicator::on_send_refused(std::int32_t request_id, Connection& closed, bool may_retry) {
@@ -221,7 +244,7 @@ void Communicator::dispatch_ended() {
 }
 
 void Communicator::send_reply(std::uint64_t connection_id,
-                              std::shared_ptr<const protocol::Bytes> message) {
+                              std::shared_ptr<const protocol::Bytes> message, bool defer) {
   std::shared_ptr<Connection> connection;
   {
     std::lock_guard lock(registry_mutex_);
@@ -229,7 +252,19 @@ void Communicator::send_reply(std::uint64_t connection_id,
     if (it != connections_.end()) connection = it->second;
   }
   if (connection) {
-    if (message) connection->send(std::move(message));
+    if (message && message->size() > options_.message_size_max) {
+      auto request_id = protocol::load_int32(message->data() + protocol::header_size);
+      log(LogLevel::error, "reply to request " + std::to_string(request_id) + " (" +
+                               std::to_string(message->size()) +
+                               " bytes) exceeds message_size_max; sent an error instead");
+      auto error = std::make_shared<protocol::Bytes>();
+      protocol::encode_reply_message(
+          *error, request_id, static_cast<std::uint8_t>(protocol::ReplyStatus::unknown_local_exception),
+          "the reply exceeds the server's message_size_max (" +
+              std::to_string(options_.message_size_max) + " bytes)");
+      message = std::move(error);
+    }
+    if (message) send_on(connection, std::move(message), 0, defer);
     connection->dispatch_finished();
   }
   dispatch_ended();

@@ -38,6 +38,13 @@ class DestroyedError : public std::runtime_error {
   DestroyedError() : std::runtime_error("the communicator has been destroyed") {}
 };
 
+// Thrown when a message to send would exceed message_size_max: the peer
+// would close the connection for it, so it is refused before it is sent.
+class MessageSizeError : public std::length_error {
+ public:
+  using std::length_error::length_error;
+};
+
 struct AdapterAddress {
   std::uint32_t id = 0;
   platform::Address address;
@@ -68,18 +75,28 @@ class Communicator final : public ConnectionHost {
   void shutdown();
 
   // --- invocations (any thread; non-blocking) ---
-  // Encodes and sends (or queues) a request. Throws DestroyedError.
+  // Encodes and sends (or queues) a request. Throws DestroyedError or
+  // MessageSizeError.
+  // With `defer`, the request joins the current batch (see flush_deferred).
   InvokeResult invoke(const std::shared_ptr<const Target>& target, protocol::ByteView identity_facet,
                       std::string_view operation, std::uint8_t mode,
                       const protocol::Context& context, protocol::ByteView params, bool oneway,
-                      bool idempotent);
+                      bool idempotent, bool defer = false);
   // Forgets a twoway invocation (timed out or abandoned); a late reply is dropped.
   void cancel(std::int32_t request_id);
 
   // --- dispatch results (any thread; non-blocking) ---
-  // Each request event is ended by exactly one of these two calls.
-  void send_reply(std::uint64_t connection_id, std::shared_ptr<const protocol::Bytes> message);
+  // Each request event is ended by exactly one of these two calls. A reply
+  // larger than message_size_max is replaced by an "unknown local
+  // exception" reply saying so.
+  void send_reply(std::uint64_t connection_id, std::shared_ptr<const protocol::Bytes> message,
+                  bool defer = false);
   void finish_dispatch(std::uint64_t connection_id);
+
+  // --- write coalescing (one caller at a time: the loop thread) ---
+  // Deferred sends queue without a system call; this writes each touched
+  // connection's queue with one writev. The loop calls it once per batch.
+  void flush_deferred();
   std::optional<std::pair<platform::Address, platform::Address>> connection_addresses(
       std::uint64_t connection_id);
 
@@ -119,6 +136,11 @@ class Communicator final : public ConnectionHost {
 
   Reactor& pick_reactor();
   std::shared_ptr<Connection> client_connection(const std::shared_ptr<const Target>& target);
+  // send() or send_deferred(), the latter remembering the connection for
+  // flush_deferred(). False when the connection was closed.
+  bool send_on(const std::shared_ptr<Connection>& connection,
+               std::shared_ptr<const protocol::Bytes> message, std::int32_t sent_id, bool defer,
+               bool* written = nullptr);
   void accept(std::uint32_t adapter_id, platform::UniqueFd fd);
   void send_outgoing(std::int32_t request_id, Outgoing outgoing);
   void fail(std::int32_t request_id, ErrorCode code, std::string text);
@@ -138,6 +160,7 @@ class Communicator final : public ConnectionHost {
   std::atomic<std::uint64_t> next_connection_id_{1};
   std::atomic<std::uint32_t> next_reactor_{0};
   std::atomic<std::int64_t> dispatches_{0};
+  std::vector<std::shared_ptr<Connection>> deferred_;  // the loop thread's open batches
 
   std::mutex registry_mutex_;  // adapters_, connections_, client_connections_
   std::unordered_map<std::uint32_t, Adapter> adapters_;

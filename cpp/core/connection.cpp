@@ -387,19 +387,21 @@ Connection::SendResult Connection::send(std::shared_ptr<const protocol::Bytes> m
   {
     std::lock_guard lock(mutex_);
     if (state_ == State::closed || close_sent_) return SendResult::closed;
-    bool idle = queue_.empty() && state_ == State::active;
     queue_.push_back(Queued{std::move(message), 0, sent_id});
-    if (!idle) {
+    if (state_ != State::active || want_write_) {
+      // Not writable yet, or the reactor is already waiting to write.
       result = SendResult::queued;
     } else {
+      bool alone = queue_.size() == 1;
       failed = !flush_locked(sent);
       result = queue_.empty() ? SendResult::written : SendResult::queued;
       if (!failed) {
-        if (result == SendResult::written) {
+        if (result == SendResult::written && alone) {
           host_.connection_stats().direct_writes.fetch_add(1, std::memory_order_relaxed);
           // The caller learns "written" from the result; no event is needed.
           sent.clear();
         }
+        batch_open_ = false;
         update_interest_locked();
       }
     }
@@ -411,6 +413,31 @@ Connection::SendResult Connection::send(std::shared_ptr<const protocol::Bytes> m
     return SendResult::queued;
   }
   return result;
+}
+
+std::optional<bool> Connection::send_deferred(std::shared_ptr<const protocol::Bytes> message,
+                                              std::int32_t sent_id) {
+  std::lock_guard lock(mutex_);
+  if (state_ == State::closed || close_sent_) return std::nullopt;
+  queue_.push_back(Queued{std::move(message), 0, sent_id});
+  bool started = !batch_open_;
+  batch_open_ = true;
+  return started;
+}
+
+void Connection::flush() {
+  std::vector<Event> sent;
+  bool failed = false;
+  {
+    std::lock_guard lock(mutex_);
+    batch_open_ = false;
+    if (state_ != State::active && state_ != State::closing) return;
+    if (want_write_) return;  // the reactor writes when the socket has room
+    failed = !flush_locked(sent);
+    if (!failed) update_interest_locked();
+  }
+  host_.inbox().push_all(sent);
+  if (failed) abort(CloseKind::lost, "connection lost while writing: " + std::string(std::strerror(errno)));
 }
 
 bool Connection::flush_locked(std::vector<Event>& sent) {
@@ -579,6 +606,19 @@ void Connection::check_timers(std::chrono::steady_clock::time_point now_point) {
     abort(CloseKind::protocol_error,
           "ProtocolError: a message was still incomplete after the read timeout");
     return;
+  }
+  bool stale_batch;
+  {
+    std::lock_guard lock(mutex_);
+    stale_batch = batch_open_;
+  }
+  // A batch the loop opened but has not flushed since the last scan: the
+  // loop is blocked. What it already computed still goes out.
+  if (stale_batch && batch_seen_by_timer_.exchange(true)) {
+    batch_seen_by_timer_ = false;
+    flush();
+  } else if (!stale_batch) {
+    batch_seen_by_timer_ = false;
   }
   auto idle = to_nanos(options.idle_timeout);
   if (now - last_read_.load() > idle) {

@@ -11,6 +11,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -86,10 +87,20 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   void begin_connect();
   void on_ready(std::uint32_t bits) override;
 
-  // Any thread. Writes now when the connection is active with nothing
-  // queued, else queues. `sent_id` != 0 asks for a `sent` event once the
-  // message is on the wire (a oneway invocation's completion).
+  // Any thread. Writes now (everything queued, then this) when the
+  // connection is active, else queues. `sent_id` != 0 asks for a `sent`
+  // event once the message is on the wire (a oneway invocation's
+  // completion).
   SendResult send(std::shared_ptr<const protocol::Bytes> message, std::int32_t sent_id = 0);
+
+  // The loop thread's coalesced send: queue only, and let flush() write the
+  // whole batch with one writev. Returns whether this call started a batch
+  // (the caller must then flush this connection once its batch is done);
+  // nullopt when the connection is closed.
+  std::optional<bool> send_deferred(std::shared_ptr<const protocol::Bytes> message,
+                                    std::int32_t sent_id = 0);
+  // Any thread: writes what is queued (ends a batch of send_deferred()).
+  void flush();
 
   // Any thread. Graceful close: a client sends close-connection now; a
   // server once its in-flight dispatches are answered. Requests arriving
@@ -152,6 +163,7 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   bool want_write_ = false;
   bool close_requested_ = false;
   bool close_sent_ = false;
+  bool batch_open_ = false;  // send_deferred() queued data that awaits flush()
   int dispatches_in_flight_ = 0;
   CloseKind close_kind_ = CloseKind::local;
   std::string close_reason_;
@@ -172,6 +184,7 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   std::atomic<Nanos> partial_since_{0};  // 0: no message half-read
   std::atomic<Nanos> closing_since_{0};
   std::atomic<Nanos> connect_started_{0};
+  std::atomic<bool> batch_seen_by_timer_{false};
 };
 
 }  // namespace aiocomm::core
