@@ -150,7 +150,7 @@ def parse_proxy(text: str) -> ProxySpec:
         raise TypeError(f"a proxy string is a str, not {type(text).__name__}")
     parts = _split_unquoted(text.strip(), ":")
     head = parts[0]
-    if "@" in _split_unquoted(head, "@")[0] or len(_split_unquoted(head, "@")) > 1:
+    if len(_split_unquoted(head, "@")) > 1:
         raise ProxyParseError(f"indirect proxies (@ adapter) are not supported: {text!r}")
     tokens = _tokens(head)
     if not tokens:

@@ -10,7 +10,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Current", "Identity", "OperationMode"]
 
-_SPECIAL = {"/": "\\/", "\\": "\\\\", " ": "\\ ", ":": "\\:", '"': '\\"', "@": "\\@"}
+# As Ice writes identities: a slash in a name or category, a backslash and a
+# double quote are escaped; spaces, colons and at-signs are left for the
+# proxy to quote.
+_SPECIAL = {"/": "\\/", "\\": "\\\\", '"': '\\"'}
 
 
 def _escape(text: str) -> str:

@@ -72,6 +72,8 @@ class Proxy:
             timeout = self._timeout
             if timeout is None:
                 timeout = communicator._invocation_timeout
+        else:
+            _check_timeout(timeout)
         if context is None:
             context = self._context
         else:
@@ -122,8 +124,8 @@ class Proxy:
 
     def with_timeout(self, timeout: float | None) -> Proxy:
         """A copy with another invocation timeout in seconds (None: the communicator's)."""
-        if timeout is not None and not timeout > 0:
-            raise ValueError("timeout must be positive or None")
+        if timeout is not None:
+            _check_timeout(timeout)
         return self._copy(timeout=timeout)
 
     def with_context(self, context: Mapping[str, str] | None) -> Proxy:
@@ -168,6 +170,8 @@ class Proxy:
 
     def __str__(self) -> str:
         text = str(self._identity)
+        if any(ch.isspace() or ch in ":@" for ch in text):
+            text = f'"{text}"'  # the parser splits on these unless quoted, as Ice's does
         if self._facet:
             text += f' -f "{self._facet}"' if " " in self._facet else f" -f {self._facet}"
         text += " -o" if self._oneway else " -t"
@@ -197,3 +201,10 @@ def _checked_context(context: Mapping[str, str]) -> dict[str, str]:
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError("context keys and values must be str")
     return checked
+
+
+def _check_timeout(timeout: object) -> None:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
+    if not timeout > 0:
+        raise ValueError(f"timeout must be positive, not {timeout}")

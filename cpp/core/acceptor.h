@@ -19,6 +19,9 @@ class Acceptor final : public IoHandler {
   Acceptor(const std::string& host, int port, OnAccept on_accept);
 
   int fd() const noexcept { return fd_.get(); }
+  // Reactor thread, after unwatch: closes the listening socket now, so the
+  // port refuses new connections at once.
+  void close() noexcept { fd_.reset(); }
   const platform::Address& address() const noexcept { return address_; }
   void on_ready(std::uint32_t bits) override;
 

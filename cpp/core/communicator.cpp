@@ -85,8 +85,13 @@ void Communicator::deactivate_adapter(std::uint32_t adapter_id) {
       }
     }
   }
-  // The listening socket closes on its reactor thread, where it is watched.
-  reactors_.front()->post([this, acceptor] { reactors_.front()->unwatch(acceptor->fd(), acceptor.get()); });
+  // The listening socket closes on its reactor thread, where it is watched,
+  // and before this returns: once deactivated, the port refuses.
+  reactors_.front()->run_sync([&] {
+    reactors_.front()->unwatch(acceptor->fd(), acceptor.get());
+    acceptor->close();
+  });
+  acceptor.reset();
   for (auto& conn : to_close) conn->close_when_idle();
 }
 
@@ -307,14 +312,22 @@ void Communicator::on_connection_closed(const std::shared_ptr<Connection>& conne
   }
   if (connection->role() != Connection::Role::client) return;
 
+  // A client writes nothing before the server's validate-connection: if
+  // that never came, no request left and all may go again.
+  const bool nothing_sent = !connection->was_validated() && kind != CloseKind::refused &&
+                            kind != CloseKind::connect_timeout;
   for (auto& [id, outgoing] : outgoing_.take_for_connection(connection->id())) {
     // Requests unanswered at a close-connection were never dispatched, so
     // any of them may go again; after a plain loss only idempotent ones.
     bool retry = !destroying() && !outgoing.retried &&
-                 (kind == CloseKind::by_peer || (kind == CloseKind::lost && outgoing.idempotent));
+                 (kind == CloseKind::by_peer || nothing_sent ||
+                  (kind == CloseKind::lost && outgoing.idempotent));
     if (retry) {
       outgoing.retried = true;
       send_outgoing(id, std::move(outgoing));
+    } else if (destroying()) {
+      // Destroy is what ended the connection: say so, not what it looked like.
+      fail(id, ErrorCode::destroyed, "the communicator has been destroyed");
     } else {
       fail(id, kind == CloseKind::by_peer ? ErrorCode::connection_lost : error_for(kind), reason);
     }
@@ -365,6 +378,13 @@ bool Communicator::begin_destroy(Completion on_done, bool wait_for_dispatches) {
 void Communicator::wait_destroyed() {
   std::unique_lock lock(lifecycle_mutex_);
   lifecycle_changed_.wait(lock, [&] { return phase_.load() == Phase::destroyed; });
+  lock.unlock();
+  // Destroy ends with the completions, on the lifecycle thread: join it so
+  // they have all run (unless called from one of them).
+  std::lock_guard join(join_mutex_);
+  if (lifecycle_thread_.joinable() && lifecycle_thread_.get_id() != std::this_thread::get_id()) {
+    lifecycle_thread_.join();
+  }
 }
 
 void Communicator::run_destroy() {
@@ -388,8 +408,21 @@ void Communicator::run_destroy() {
   }
 
   // 4. Close connections gracefully: close-connection, then the peer closes.
+  // A connection still dispatching would wait for the loop before its
+  // graceful close; when destroy does not wait for dispatches, abort it.
+  bool keep_dispatches;
+  {
+    std::lock_guard lock(lifecycle_mutex_);
+    keep_dispatches = !abandon_waits_ && wait_for_dispatches_;
+  }
   auto connections = snapshot_connections();
-  for (auto& connection : connections) connection->close_when_idle();
+  for (auto& connection : connections) {
+    if (!keep_dispatches && connection->dispatching()) {
+      connection->abort(CloseKind::local, "the communicator has been destroyed");
+    } else {
+      connection->close_when_idle();
+    }
+  }
   connections.clear();
   {
     std::unique_lock lock(lifecycle_mutex_);
@@ -446,7 +479,7 @@ void Communicator::teardown() noexcept {
   if (run_here) {
     // Nobody awaits this destroy: run it here, without waiting for anyone.
     run_destroy();
-  } else if (lifecycle_thread_.joinable()) {
+  } else if (std::lock_guard join(join_mutex_); lifecycle_thread_.joinable()) {
     if (lifecycle_thread_.get_id() != std::this_thread::get_id()) {
       lifecycle_thread_.join();
     } else {

@@ -175,6 +175,7 @@ class Communicator final : public ConnectionHost {
   bool wait_for_dispatches_ = true;
   std::vector<Completion> completions_;
   std::thread lifecycle_thread_;
+  std::mutex join_mutex_;  // serializes joining lifecycle_thread_
 
   // Declared last: destroyed first, after teardown() joined them.
   Timer timer_;

@@ -68,6 +68,16 @@ bool Connection::usable() {
   return state_ != State::closed && state_ != State::closing && !close_requested_;
 }
 
+bool Connection::dispatching() {
+  std::lock_guard lock(mutex_);
+  return dispatches_in_flight_ > 0;
+}
+
+bool Connection::was_validated() {
+  std::lock_guard lock(mutex_);
+  return validated_;
+}
+
 std::pair<CloseKind, std::string> Connection::close_cause() {
   std::lock_guard lock(mutex_);
   return {close_kind_, close_reason_};
@@ -107,7 +117,6 @@ void Connection::start_client() {
 }
 
 void Connection::try_next_endpoint() {
-  std::string last_error = "no endpoint";
   for (;;) {
     if (address_index_ >= addresses_.size()) {
       if (endpoint_index_ >= target_->endpoints.size()) break;
@@ -115,7 +124,7 @@ void Connection::try_next_endpoint() {
       try {
         addresses_ = platform::resolve(ep.host, ep.port, false);
       } catch (const std::system_error& e) {
-        last_error = e.what();
+        last_connect_error_ = e.what();
         addresses_.clear();
       }
       address_index_ = 0;
@@ -134,10 +143,11 @@ void Connection::try_next_endpoint() {
       }
       return;
     } catch (const std::system_error& e) {
-      last_error = e.what();
+      last_connect_error_ = e.what();
     }
   }
-  close_now(CloseKind::refused, "connection refused (" + target_->key + "): " + last_error);
+  close_now(CloseKind::refused,
+            "connection refused (" + target_->key + "): " + last_connect_error_);
 }
 
 void Connection::on_connected() {
@@ -160,6 +170,7 @@ void Connection::on_ready(std::uint32_t bits) {
   if (current == State::connecting) {
     int error = platform::connect_error(fd_.get());
     if (error != 0) {
+      last_connect_error_ = std::strerror(error);
       {
         std::lock_guard lock(mutex_);
         reactor_.unwatch(fd_.get(), this);
@@ -294,6 +305,7 @@ void Connection::handle_message(MessageType type, protocol::ByteView body) {
         std::lock_guard lock(mutex_);
         if (state_ != State::validating) return;  // a heartbeat: receiving it was the point
         state_ = State::active;
+        validated_ = true;
         ok = flush_locked(sent);
         update_interest_locked();
       }

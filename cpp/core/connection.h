@@ -125,6 +125,12 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   bool usable();  // not closing or closed
   // Why the connection closed (meaningful once state() is closed).
   std::pair<CloseKind, std::string> close_cause();
+  // True once the peer's validate-connection arrived (a client only writes
+  // requests after that): before it, nothing was sent, so anything may go
+  // again elsewhere.
+  bool was_validated();
+  // Any thread: whether dispatches of this connection's requests are in flight.
+  bool dispatching();
   platform::Address local_address();
   platform::Address peer_address();
 
@@ -163,7 +169,8 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   bool want_write_ = false;
   bool close_requested_ = false;
   bool close_sent_ = false;
-  bool batch_open_ = false;  // send_deferred() queued data that awaits flush()
+  bool batch_open_ = false;
+  bool validated_ = false;  // send_deferred() queued data that awaits flush()
   int dispatches_in_flight_ = 0;
   CloseKind close_kind_ = CloseKind::local;
   std::string close_reason_;
@@ -174,6 +181,7 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   std::size_t endpoint_index_ = 0;
   std::vector<platform::ResolvedAddress> addresses_;
   std::size_t address_index_ = 0;
+  std::string last_connect_error_ = "no endpoint";
   protocol::Bytes read_buffer_;
   std::size_t read_begin_ = 0;
   std::size_t read_end_ = 0;

@@ -35,8 +35,13 @@ void Inbox::take_all(std::vector<Event>& out) {
   // the swap finds the queue empty and wakes us again, so nothing is missed.
   wakeup_.drain();
   std::lock_guard lock(mutex_);
-  out.swap(queue_);
-  delivered_.fetch_add(out.size(), std::memory_order_relaxed);
+  delivered_.fetch_add(queue_.size(), std::memory_order_relaxed);
+  if (out.empty()) {
+    out.swap(queue_);  // the common case: no copy, and the buffers are reused
+  } else {
+    for (auto& e : queue_) out.push_back(std::move(e));
+    queue_.clear();
+  }
 }
 
 }  // namespace aiocomm::core

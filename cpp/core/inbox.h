@@ -25,7 +25,7 @@ class Inbox {
   void push(Event&& event);
   void push_all(std::vector<Event>& events);
 
-  // The loop thread: takes everything queued so far, in order.
+  // The loop thread: appends everything queued so far to `out`, in order.
   void take_all(std::vector<Event>& out);
 
   std::uint64_t wakeups() const noexcept { return wakeups_.load(std::memory_order_relaxed); }

@@ -1,6 +1,7 @@
 #include "core/reactor.h"
 
 #include <array>
+#include <future>
 
 namespace aiocomm::core {
 
@@ -19,15 +20,33 @@ void Reactor::stop_and_join() {
   thread_.join();
 }
 
-void Reactor::post(std::function<void()> task) {
+bool Reactor::post(std::function<void()> task) {
   bool was_empty;
   {
     std::lock_guard lock(tasks_mutex_);
-    if (!accepting_tasks_) return;
+    if (!accepting_tasks_) return false;
     was_empty = tasks_.empty();
     tasks_.push_back(std::move(task));
   }
   if (was_empty) wakeup_.notify();
+  return true;
+}
+
+void Reactor::run_sync(const std::function<void()>& task) {
+  if (on_reactor_thread()) {
+    task();
+    return;
+  }
+  auto done = std::make_shared<std::promise<void>>();
+  auto finished = done->get_future();
+  if (!post([&task, done] {
+        task();
+        done->set_value();
+      })) {
+    task();
+    return;
+  }
+  finished.wait();
 }
 
 void Reactor::watch(int fd, std::uint32_t interest, std::shared_ptr<IoHandler> handler) {

@@ -38,8 +38,13 @@ class Reactor {
   void stop_and_join();
 
   // Any thread. Runs `task` on the reactor thread, in posting order. A task
-  // posted after stop_and_join() began is dropped (and destroyed) silently.
-  void post(std::function<void()> task);
+  // posted once the reactor stopped is dropped (and destroyed); returns false.
+  bool post(std::function<void()> task);
+
+  // Any thread but a timer callback: runs `task` on the reactor thread and
+  // waits for it; runs it right here when called on the reactor thread or
+  // once the reactor has stopped (nothing else runs its handlers then).
+  void run_sync(const std::function<void()>& task);
 
   bool on_reactor_thread() const noexcept { return std::this_thread::get_id() == thread_id_; }
 

@@ -1,6 +1,7 @@
 #include "protocol/buffer.h"
 
 #include <cstring>
+#include <limits>
 
 namespace aiocomm::protocol {
 
@@ -25,6 +26,9 @@ void Writer::int32(std::int32_t v) {
 }
 
 void Writer::size(std::size_t v) {
+  if (v > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max())) {
+    throw std::length_error("size " + std::to_string(v) + " does not fit the Ice encoding");
+  }
   if (v < 255) {
     byte(static_cast<std::uint8_t>(v));
   } else {

@@ -1,0 +1,118 @@
+"""stats(): the counters that explain performance, and what they must show under load."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from collections.abc import Callable
+
+import aiocomm
+
+EXPECTED_KEYS = {
+    "connections",
+    "inbox_wakeups",
+    "native_gil_acquisitions",
+    "pending_invocations",
+}
+
+N = 2000
+
+
+class Echo:
+    def echo(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        return payload
+
+
+async def test_stats_values_are_ints(comm: aiocomm.Communicator) -> None:
+    stats = comm.stats()
+    assert isinstance(stats, dict)
+    assert EXPECTED_KEYS <= set(stats)
+    for key, value in stats.items():
+        assert isinstance(key, str)
+        assert type(value) is int, f"{key} is {type(value).__name__}"
+        assert value >= 0, key
+    assert stats["connections"] == 0
+    assert stats["pending_invocations"] == 0
+    # A copy each time: mutating it changes nothing.
+    stats["connections"] = 99
+    assert comm.stats()["connections"] == 0
+
+
+async def test_stats_follow_traffic(comm: aiocomm.Communicator) -> None:
+    adapter = comm.create_object_adapter()
+    proxy = adapter.add(Echo(), "echo")
+    adapter.activate()
+    assert await proxy.invoke("echo", b"x") == b"x"
+    stats = comm.stats()
+    assert all(type(v) is int for v in stats.values())
+    assert stats["connections"] == 2  # the client's and the server's end
+    assert stats["inbox_wakeups"] >= 1
+    assert stats["pending_invocations"] == 0
+
+
+async def test_pipelined_calls_batch_wakeups_without_gil() -> None:
+    server = aiocomm.Communicator()
+    client = aiocomm.Communicator()
+    try:
+        adapter = server.create_object_adapter()
+        adapter.add(Echo(), "echo")
+        adapter.activate()
+        proxy = client.proxy(f"echo:{adapter.endpoints[0]}")
+        await proxy.invoke("echo", b"warm-up")
+        server_before, client_before = server.stats(), client.stats()
+
+        payloads = [i.to_bytes(4, "little") for i in range(N)]
+        results = await asyncio.wait_for(
+            asyncio.gather(*(proxy.invoke("echo", p) for p in payloads)), 30)
+        assert results == payloads
+
+        server_after, client_after = server.stats(), client.stats()
+        assert client_after["connections"] == 1
+        assert server_after["connections"] == 1
+        # Native threads never took the GIL for these requests and replies.
+        assert (server_after["native_gil_acquisitions"]
+                == server_before["native_gil_acquisitions"])
+        assert (client_after["native_gil_acquisitions"]
+                == client_before["native_gil_acquisitions"])
+        # Deliveries reached the loop in batches: fewer wake-ups than messages.
+        server_wakeups = server_after["inbox_wakeups"] - server_before["inbox_wakeups"]
+        client_wakeups = client_after["inbox_wakeups"] - client_before["inbox_wakeups"]
+        assert 0 < server_wakeups < N, server_wakeups
+        assert 0 < client_wakeups < N, client_wakeups
+    finally:
+        await client.destroy()
+        await server.destroy()
+
+
+def test_native_gil_acquisitions_zero_in_fresh_process(
+        run_script: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    result = run_script(f"""
+        import asyncio, json
+        import aiocomm
+
+        class Echo:
+            def echo(self, payload, current):
+                return payload
+
+        async def main():
+            server = aiocomm.Communicator()
+            client = aiocomm.Communicator()
+            adapter = server.create_object_adapter()
+            adapter.add(Echo(), "echo")
+            adapter.activate()
+            proxy = client.proxy(f"echo:{{adapter.endpoints[0]}}")
+            payloads = [i.to_bytes(4, "little") for i in range({N})]
+            results = await asyncio.gather(*(proxy.invoke("echo", p) for p in payloads))
+            assert results == payloads
+            print(json.dumps({{"server": server.stats(), "client": client.stats()}}))
+            await client.destroy()
+            await server.destroy()
+
+        asyncio.run(main())
+    """, timeout=60)
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout.strip().splitlines()[-1])
+    for side in ("server", "client"):
+        assert stats[side]["native_gil_acquisitions"] == 0, stats[side]
+        assert stats[side]["inbox_wakeups"] < N, stats[side]
