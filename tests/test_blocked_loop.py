@@ -1,0 +1,135 @@
+"""While the loop is blocked, native threads keep the connection alive: they
+read, write what was queued, answer and send heartbeats; when the loop
+resumes every reply arrives, in order. Destroy says goodbye on the wire."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import aiocomm
+
+CLOSE = b"IceP\x01\x00\x01\x00\x04\x00\x0e\x00\x00\x00"
+VALIDATE = b"IceP\x01\x00\x01\x00\x03\x00\x0e\x00\x00\x00"
+
+# A server whose servant blocks its loop for 2.5 s; idle_timeout 1 s on both
+# sides, so the connection only survives if native threads heartbeat for it.
+BLOCKING_SERVER = textwrap.dedent("""
+    import asyncio, sys, time
+    import aiocomm
+
+    class Blocker:
+        def block(self, payload, current):
+            time.sleep(2.5)          # a slow synchronous servant: the loop is stuck
+            return payload
+        def echo(self, payload, current):
+            return payload
+        def count(self, payload, current):
+            return str(Blocker.seen).encode()
+        seen = 0
+        def note(self, payload, current):
+            Blocker.seen += 1
+
+    async def main():
+        async with aiocomm.Communicator(idle_timeout=1.0) as comm:
+            adapter = comm.create_object_adapter()
+            adapter.add(Blocker(), "b")
+            adapter.activate()
+            print(adapter.endpoints[0], flush=True)
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+    if sys.argv[1] == "uvloop":
+        import uvloop
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
+""")
+
+
+async def test_blocked_server_loop_keeps_connection_and_order() -> None:
+    loop_name = "uvloop" if "uvloop" in type(asyncio.get_running_loop()).__module__ else "asyncio"
+    server = subprocess.Popen([sys.executable, "-c", BLOCKING_SERVER, loop_name],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        endpoint = await asyncio.get_running_loop().run_in_executor(None, server.stdout.readline)
+        async with aiocomm.Communicator(idle_timeout=1.0, invocation_timeout=20.0) as client:
+            prx = client.proxy(f"b:{endpoint.strip()}")
+            await prx.ping()
+            blocked = asyncio.ensure_future(prx.invoke("block", b"first"))
+            await asyncio.sleep(0.2)
+            # While the server's loop is stuck: 2 MB of oneways must still be
+            # written (its native threads read them), and twoways queue up.
+            oneway = prx.oneway()
+            started = time.monotonic()
+            await asyncio.wait_for(
+                asyncio.gather(*(oneway.invoke("note", b"x" * 4096) for _ in range(500))), 2.0)
+            assert time.monotonic() - started < 2.0
+            later = [asyncio.ensure_future(prx.invoke("echo", str(i).encode()))
+                     for i in range(200)]
+            # More than idle_timeout passes with the loop blocked: heartbeats
+            # from the server's native threads keep our side from closing.
+            assert await asyncio.wait_for(blocked, 10) == b"first"
+            assert [await c for c in later] == [str(i).encode() for i in range(200)]
+            assert await prx.invoke("count") == b"500"
+            assert client.stats()["connections"] == 1, "the connection was re-opened"
+    finally:
+        if server.stdin:
+            server.stdin.close()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        if server.stdout:
+            server.stdout.close()
+
+
+async def test_destroy_sends_close_connection_to_clients() -> None:
+    server = aiocomm.Communicator()
+    adapter = server.create_object_adapter()
+    adapter.activate()
+    port = int(adapter.endpoints[0].split()[-1])
+    loop = asyncio.get_running_loop()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        assert await loop.run_in_executor(None, sock.recv, 14) == VALIDATE
+        await server.destroy()
+        data = await loop.run_in_executor(None, sock.recv, 100)
+        assert data == CLOSE
+    finally:
+        sock.close()
+
+
+async def test_destroy_sends_close_connection_to_servers() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    loop = asyncio.get_running_loop()
+    client = aiocomm.Communicator(close_timeout=5.0)
+    call = asyncio.ensure_future(client.proxy(f"x:tcp -h 127.0.0.1 -p {port}").invoke("op"))
+    conn, _ = await loop.run_in_executor(None, listener.accept)
+    try:
+        conn.sendall(VALIDATE)
+        header = await loop.run_in_executor(None, conn.recv, 14)
+        assert header[8] == 0  # the request, once validated
+        (size,) = struct.unpack_from("<i", header, 10)
+        await loop.run_in_executor(None, conn.recv, size - 14)
+        destroying = asyncio.ensure_future(client.destroy())
+        # The client fails its call, says close-connection, and waits for us.
+        assert await loop.run_in_executor(None, conn.recv, 14) == CLOSE
+        await asyncio.sleep(0.1)
+        assert not destroying.done()
+        conn.close()
+        await asyncio.wait_for(destroying, 5)
+        with pytest.raises(aiocomm.CommunicatorDestroyedError):
+            await call
+    finally:
+        conn.close()
+        listener.close()
