@@ -52,6 +52,7 @@ current_dispatch: contextvars.ContextVar[Current | None] = contextvars.ContextVa
 )
 
 _REPLY_OK, _REPLY_USER = 0, 1
+_MODES = tuple(OperationMode)
 _EAGER = sys.version_info >= (3, 12)
 
 _FAILURES: dict[int, Callable[[str], BaseException]] = {
@@ -261,7 +262,8 @@ class Runtime:
                oneway: bool, idempotent: bool, timeout: float | None) -> asyncio.Future[bytes]:
         try:
             request_id, written = handle.invoke(target, prefix, operation, mode, context, payload,
-                                                oneway, idempotent, self.defer())
+                                                oneway, idempotent,
+                                                self.batching or self.defer())
         except _core.DestroyedError:
             raise CommunicatorDestroyedError(_DESTROYED) from None
         except _core.MessageSizeError as error:
@@ -312,23 +314,23 @@ class Runtime:
                  event: tuple[Any, ...]) -> None:
         (_, connection_id, _, request_id, name, category, facet, operation, mode, context,
          encoding, params) = event
-        identity = Identity(name, category)
-        servant = adapter._locate(identity, facet)
+        # An Identity is a tuple: the plain (name, category) finds it.
+        servant = adapter._servants.get(((name, category), facet))
         if servant is None:
-            status = 3 if facet and adapter._locate(identity, "") is not None else 2
-            if request_id:
-                handle.reply_not_exist(connection_id, request_id, status, name, category, facet,
-                                       operation)
-            else:
-                handle.finish_dispatch(connection_id)
-            return
+            servant = adapter._locate(Identity(name, category), facet)
+            if servant is None:
+                status = 3 if facet and adapter._locate(Identity(name, category), "") else 2
+                if request_id:
+                    handle.reply_not_exist(connection_id, request_id, status, name, category,
+                                           facet, operation)
+                else:
+                    handle.finish_dispatch(connection_id)
+                return
         builtin = _BUILTINS.get(operation)
-        method: Callable[[bytes, Current], Any] | None
-        if builtin is not None:
-            method = None
-        else:
+        method: Callable[[bytes, Current], Any] | None = None
+        if builtin is None:
             method = getattr(servant, "ice_invoke", None)
-            if method is None and not operation.startswith("_"):
+            if method is None and operation[:1] != "_":
                 method = getattr(servant, operation, None)
             if method is None or not callable(method):
                 if request_id:
@@ -337,24 +339,22 @@ class Runtime:
                 else:
                     handle.finish_dispatch(connection_id)
                 return
-        current = Current(adapter=adapter, identity=identity, facet=facet, operation=operation,
-                          mode=OperationMode(mode), context=context, request_id=request_id,
-                          encoding=encoding, connection_id=connection_id, handle=handle)
+        current = Current(adapter, name, category, facet, operation, _MODES[mode], context,
+                          request_id, encoding, connection_id, handle)
         self.in_flight += 1
         adapter._in_flight += 1
-        if builtin is not None:
+        if method is None:
             try:
-                result: Any = builtin(servant, params)
+                result: Any = builtin(servant, params)  # type: ignore[misc]
             except Exception as exc:
                 self._finish_error(handle, current, exc)
             else:
                 self._finish_ok(handle, current, result)
             return
-        assert method is not None
         token = current_dispatch.set(current)
         try:
             result = method(params, current)
-            if isinstance(result, Awaitable):
+            if result is not None and type(result) is not bytes and isinstance(result, Awaitable):
                 coroutine = result if asyncio.iscoroutine(result) else _await(result)
                 if _EAGER:
                     asyncio.Task(self._run_async(handle, current, coroutine), loop=self.loop,
@@ -385,7 +385,7 @@ class Runtime:
     def _finish_ok(self, handle: _core.Communicator, current: Current, result: Any) -> None:
         if result is None:
             result = b""
-        elif not isinstance(result, bytes | bytearray | memoryview):
+        elif type(result) is not bytes and not isinstance(result, bytes | bytearray | memoryview):
             error = TypeError(f"servant operation {current.operation!r} returned "
                               f"{type(result).__name__}; expected a bytes-like object or None")
             self._finish_error(handle, current, error)
@@ -394,7 +394,7 @@ class Runtime:
             if not current._released:
                 if current.request_id:
                     handle.reply(current._connection_id, current.request_id, _REPLY_OK,
-                                 current.encoding, result, self.defer())
+                                 current.encoding, result, self.batching or self.defer())
                 else:
                     handle.finish_dispatch(current._connection_id)
         finally:

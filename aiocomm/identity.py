@@ -83,14 +83,16 @@ class Current:
 
     __slots__ = (
         "_addresses",
+        "_category",
         "_connection_id",
         "_handle",
+        "_identity",
+        "_name",
         "_released",
         "adapter",
         "context",
         "encoding",
         "facet",
-        "identity",
         "mode",
         "operation",
         "request_id",
@@ -98,9 +100,9 @@ class Current:
 
     def __init__(
         self,
-        *,
         adapter: ObjectAdapter | None,
-        identity: Identity,
+        name: str,
+        category: str,
         facet: str,
         operation: str,
         mode: OperationMode,
@@ -110,8 +112,11 @@ class Current:
         connection_id: int,
         handle: Any,
     ) -> None:
+        # Positional and flat: one of these is made per request.
         self.adapter = adapter
-        self.identity = identity
+        self._name = name
+        self._category = category
+        self._identity: Identity | None = None
         self.facet = facet
         self.operation = operation
         self.mode = mode
@@ -122,6 +127,14 @@ class Current:
         self._handle = handle
         self._addresses: tuple[tuple[str, int], tuple[str, int]] | None = None
         self._released = False
+
+    @property
+    def identity(self) -> Identity:
+        """The identity the request is addressed to."""
+        identity = self._identity
+        if identity is None:
+            identity = self._identity = Identity(self._name, self._category)
+        return identity
 
     def _load_addresses(self) -> tuple[tuple[str, int], tuple[str, int]] | None:
         if self._addresses is None and self._handle is not None:

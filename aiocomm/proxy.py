@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from asyncio.events import _get_running_loop
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -61,13 +62,16 @@ class Proxy:
         communicator = self._communicator()
         if communicator is None:
             raise CommunicatorDestroyedError("the communicator has been destroyed or collected")
-        if not isinstance(operation, str):
+        if type(operation) is not str:
             raise TypeError(f"operation must be a str, not {type(operation).__name__}")
         if payload is None:
             payload = b""
-        elif not isinstance(payload, bytes | bytearray | memoryview):
+        elif type(payload) is not bytes and not isinstance(payload, bytes | bytearray | memoryview):
             raise TypeError(f"payload must be bytes-like, not {type(payload).__name__}")
-        runtime = communicator._runtime_for_call()
+        runtime = communicator._runtime
+        if (runtime is None or communicator._destroy is not None
+                or runtime.loop is not _get_running_loop()):
+            runtime = communicator._runtime_for_call()  # binds, or raises the right error
         if timeout is None:
             timeout = self._timeout
             if timeout is None:
