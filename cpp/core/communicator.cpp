@@ -512,6 +512,7 @@ std::vector<std::pair<std::string, std::uint64_t>> Communicator::stats() {
       {"direct_writes", c.direct_writes.load()},
       {"heartbeats_sent", c.heartbeats_sent.load()},
       {"protocol_errors", c.protocol_errors.load()},
+      {"read_pauses", c.read_pauses.load()},
   };
 }
 

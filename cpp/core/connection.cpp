@@ -101,7 +101,7 @@ void Connection::start_server(platform::UniqueFd fd) {
     peer_ = platform::peer_address(fd_.get());
     // A server speaks first: validate-connection, then requests may flow.
     state_ = State::active;
-    queue_.push_back(Queued{validate_message(), 0, 0});
+    enqueue_locked(Queued{validate_message(), 0, 0});
     want_write_ = true;
     reactor_.watch(fd_.get(), platform::poll_read | platform::poll_write, shared_from_this());
   }
@@ -157,6 +157,7 @@ void Connection::on_connected() {
   // A client sends nothing until the server's validate-connection arrives.
   state_ = State::validating;
   want_write_ = false;
+  read_watched_ = true;
   reactor_.rewatch(fd_.get(), platform::poll_read, this);
 }
 
@@ -185,6 +186,12 @@ void Connection::on_ready(std::uint32_t bits) {
     if (bits & (platform::poll_write | platform::poll_error)) on_connected();
     return;
   }
+  if ((bits & platform::poll_error) && paused()) {
+    // A paused connection is not read, so a hang-up would be reported again
+    // and again: the peer is gone, and so is the connection.
+    close_now(CloseKind::lost, "connection lost while paused for back-pressure");
+    return;
+  }
   if (bits & (platform::poll_read | platform::poll_error)) {
     on_readable();
     if (state() == State::closed) return;
@@ -207,21 +214,12 @@ void Connection::on_readable() {
   // Read what the socket has, a bounded amount per wake-up so one busy
   // connection cannot starve the others on this thread.
   for (int round = 0; round < 16; ++round) {
-    if (read_buffer_.size() - read_end_ < read_chunk / 4) {
-      if (read_begin_ > 0) {
-        std::memmove(read_buffer_.data(), read_buffer_.data() + read_begin_, read_end_ - read_begin_);
-        read_end_ -= read_begin_;
-        read_begin_ = 0;
-      }
-      if (read_buffer_.size() - read_end_ < read_chunk / 4) {
-        read_buffer_.resize(std::max(read_buffer_.size() * 2, read_end_ + read_chunk));
-      }
-    }
+    if (paused()) break;  // back-pressure: the peer is not reading our replies
+    auto space = read_buffer_.free_space(read_chunk / 4);
     stats.read_calls.fetch_add(1, std::memory_order_relaxed);
-    long n = platform::read_some(
-        fd_.get(), std::span(read_buffer_.data() + read_end_, read_buffer_.size() - read_end_));
+    long n = platform::read_some(fd_.get(), space);
     if (n > 0) {
-      read_end_ += static_cast<std::size_t>(n);
+      read_buffer_.commit(static_cast<std::size_t>(n));
       last_read_ = now_nanos();
       if (!parse_messages()) return;
       continue;
@@ -242,20 +240,15 @@ void Connection::on_readable() {
     close_now(CloseKind::lost, "connection lost: " + std::string(std::strerror(errno)));
     return;
   }
-  // Shrink a buffer that grew for one large message.
-  if (read_begin_ == read_end_) {
-    read_begin_ = read_end_ = 0;
-    if (read_buffer_.size() > 4 * read_chunk) {
-      read_buffer_.resize(read_chunk);
-      read_buffer_.shrink_to_fit();
-    }
-  }
+  // A buffer that grew for one large message does not stay large.
+  if (read_buffer_.capacity() > 4 * read_chunk) read_buffer_.release_if_empty();
+  read_buffer_held_ = read_buffer_.capacity() > 0;
 }
 
 bool Connection::parse_messages() {
   const auto size_max = host_.options().message_size_max;
-  while (read_end_ - read_begin_ >= protocol::header_size) {
-    auto available = protocol::ByteView(read_buffer_.data() + read_begin_, read_end_ - read_begin_);
+  while (read_buffer_.size() >= protocol::header_size) {
+    auto available = read_buffer_.unparsed();
     protocol::Header header;
     try {
       header = protocol::parse_header(available, size_max);
@@ -266,13 +259,7 @@ bool Connection::parse_messages() {
     }
     auto size = static_cast<std::size_t>(header.size);
     if (available.size() < size) {
-      if (read_buffer_.size() < read_begin_ + size) {
-        // Make room for the whole message (bounded by message_size_max).
-        std::memmove(read_buffer_.data(), read_buffer_.data() + read_begin_, available.size());
-        read_end_ = available.size();
-        read_begin_ = 0;
-        read_buffer_.resize(std::max(read_buffer_.size(), size));
-      }
+      read_buffer_.reserve_message(size);  // bounded by message_size_max
       if (partial_since_.load() == 0) partial_since_ = now_nanos();
       return true;
     }
@@ -285,10 +272,10 @@ bool Connection::parse_messages() {
       close_now(CloseKind::protocol_error, std::string("ProtocolError: ") + e.what());
       return false;
     }
-    read_begin_ += size;
+    read_buffer_.consume(size);
     if (state() == State::closed) return false;
   }
-  if (read_end_ - read_begin_ > 0) {
+  if (read_buffer_.size() > 0) {
     if (partial_since_.load() == 0) partial_since_ = now_nanos();
   } else {
     partial_since_ = 0;
@@ -371,6 +358,7 @@ void Connection::handle_requests(std::vector<protocol::Request> requests) {
     // client learns it from close-connection and may retry them elsewhere.
     if (close_requested_ || state_ != State::active) return;
     dispatches_in_flight_ += static_cast<int>(requests.size());
+    update_interest_locked();
   }
   for (auto& request : requests) {
     host_.dispatch_started();
@@ -399,7 +387,7 @@ Connection::SendResult Connection::send(std::shared_ptr<const protocol::Bytes> m
   {
     std::lock_guard lock(mutex_);
     if (state_ == State::closed || close_sent_) return SendResult::closed;
-    queue_.push_back(Queued{std::move(message), 0, sent_id});
+    enqueue_locked(Queued{std::move(message), 0, sent_id});
     if (state_ != State::active || want_write_) {
       // Not writable yet, or the reactor is already waiting to write.
       result = SendResult::queued;
@@ -431,7 +419,7 @@ std::optional<bool> Connection::send_deferred(std::shared_ptr<const protocol::By
                                               std::int32_t sent_id) {
   std::lock_guard lock(mutex_);
   if (state_ == State::closed || close_sent_) return std::nullopt;
-  queue_.push_back(Queued{std::move(message), 0, sent_id});
+  enqueue_locked(Queued{std::move(message), 0, sent_id});
   bool started = !batch_open_;
   batch_open_ = true;
   return started;
@@ -475,10 +463,12 @@ bool Connection::flush_locked(std::vector<Event>& sent) {
       std::size_t left = front.data->size() - front.offset;
       if (written < left) {
         front.offset += written;
+        queued_bytes_ -= written;
         written = 0;
         break;
       }
       written -= left;
+      queued_bytes_ -= left;
       stats.messages_out.fetch_add(1, std::memory_order_relaxed);
       if (front.sent_id != 0) {
         Event event;
@@ -493,12 +483,34 @@ bool Connection::flush_locked(std::vector<Event>& sent) {
   return true;
 }
 
+void Connection::enqueue_locked(Queued queued) {
+  queued_bytes_ += queued.data->size() - queued.offset;
+  queue_.push_back(std::move(queued));
+}
+
 void Connection::update_interest_locked() {
   if (!fd_ || state_ == State::connecting || state_ == State::closed) return;
+  // Back-pressure with hysteresis: stop reading while the peer leaves too
+  // much unread or too many of its requests are being dispatched, so one
+  // peer cannot make us buffer without bound.
+  if (reading_ && (queued_bytes_ > queue_high_water || dispatches_in_flight_ > dispatch_high_water)) {
+    reading_ = false;
+    host_.connection_stats().read_pauses.fetch_add(1, std::memory_order_relaxed);
+  } else if (!reading_ && queued_bytes_ < queue_low_water &&
+             dispatches_in_flight_ < dispatch_low_water) {
+    reading_ = true;
+  }
   bool want = !queue_.empty() && (state_ == State::active || state_ == State::closing);
-  if (want == want_write_) return;
+  if (want == want_write_ && reading_ == read_watched_) return;
   want_write_ = want;
-  reactor_.rewatch(fd_.get(), platform::poll_read | (want ? platform::poll_write : 0u), this);
+  read_watched_ = reading_;
+  reactor_.rewatch(fd_.get(), (reading_ ? platform::poll_read : 0u) | (want ? platform::poll_write : 0u),
+                   this);
+}
+
+bool Connection::paused() {
+  std::lock_guard lock(mutex_);
+  return !reading_;
 }
 
 void Connection::touch_write() noexcept { last_write_ = now_nanos(); }
@@ -508,7 +520,7 @@ void Connection::queue_close_locked() {
   close_sent_ = true;
   state_ = State::closing;
   closing_since_ = now_nanos();
-  queue_.push_back(Queued{close_message(), 0, 0});
+  enqueue_locked(Queued{close_message(), 0, 0});
 }
 
 void Connection::close_when_idle() {
@@ -542,8 +554,8 @@ void Connection::dispatch_finished() {
         state_ == State::active) {
       queue_close_locked();
       failed = !flush_locked(sent);
-      update_interest_locked();
     }
+    update_interest_locked();
   }
   host_.inbox().push_all(sent);
   if (failed) abort(CloseKind::lost, "connection lost while closing");
@@ -631,6 +643,12 @@ void Connection::check_timers(std::chrono::steady_clock::time_point now_point) {
     flush();
   } else if (!stale_batch) {
     batch_seen_by_timer_ = false;
+  }
+  // A quiet connection gives its read buffer back (it is made again on the
+  // next read), so idle connections cost little memory.
+  if (read_buffer_held_.load() && now - last_read_.load() > to_nanos(std::chrono::seconds(1))) {
+    read_buffer_held_ = false;
+    reactor_.post([self = shared_from_this()] { self->read_buffer_.release_if_empty(); });
   }
   auto idle = to_nanos(options.idle_timeout);
   if (now - last_read_.load() > idle) {

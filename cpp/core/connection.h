@@ -19,6 +19,7 @@
 #include "core/options.h"
 #include "core/outgoing.h"
 #include "core/reactor.h"
+#include "core/read_buffer.h"
 #include "platform/socket.h"
 #include "platform/unique_fd.h"
 #include "protocol/message.h"
@@ -49,6 +50,7 @@ struct ConnectionStats {
   std::atomic<std::uint64_t> direct_writes{0};   // written by the caller's thread
   std::atomic<std::uint64_t> heartbeats_sent{0};
   std::atomic<std::uint64_t> protocol_errors{0};
+  std::atomic<std::uint64_t> read_pauses{0};      // back-pressure engaged
 };
 
 // What a connection needs from the communicator that owns it.
@@ -152,6 +154,8 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   // mutex_ held. Writes what the socket takes; false on a socket error.
   bool flush_locked(std::vector<Event>& sent);
   void update_interest_locked();
+  void enqueue_locked(Queued queued);
+  bool paused();  // reading stopped for back-pressure
   void queue_close_locked();
   void touch_write() noexcept;
 
@@ -170,6 +174,14 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   bool close_requested_ = false;
   bool close_sent_ = false;
   bool batch_open_ = false;
+  // Back-pressure: reading stops above the high marks, resumes below the low.
+  static constexpr std::size_t queue_high_water = 4 << 20;
+  static constexpr std::size_t queue_low_water = 1 << 20;
+  static constexpr int dispatch_high_water = 16384;
+  static constexpr int dispatch_low_water = 8192;
+  std::size_t queued_bytes_ = 0;
+  bool reading_ = true;
+  bool read_watched_ = true;
   bool validated_ = false;  // send_deferred() queued data that awaits flush()
   int dispatches_in_flight_ = 0;
   CloseKind close_kind_ = CloseKind::local;
@@ -182,9 +194,7 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   std::vector<platform::ResolvedAddress> addresses_;
   std::size_t address_index_ = 0;
   std::string last_connect_error_ = "no endpoint";
-  protocol::Bytes read_buffer_;
-  std::size_t read_begin_ = 0;
-  std::size_t read_end_ = 0;
+  ReadBuffer read_buffer_;
 
   using Nanos = std::int64_t;
   std::atomic<Nanos> last_read_{0};
@@ -193,6 +203,7 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   std::atomic<Nanos> closing_since_{0};
   std::atomic<Nanos> connect_started_{0};
   std::atomic<bool> batch_seen_by_timer_{false};
+  std::atomic<bool> read_buffer_held_{false};
 };
 
 }  // namespace aiocomm::core
