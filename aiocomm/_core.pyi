@@ -13,12 +13,15 @@ class Inbox:
     @property
     def fd(self) -> int: ...
     def drain(self) -> list[tuple[Any, ...]]:
-        """Every queued event, in order. Event tuples by first item:
-        0 reply (request_id, status, payload, detail);
+        """Delivers every queued event, in order: successful replies complete the futures
+        the inbox holds; the rest are returned. Event tuples by first item:
+        0 reply (request_id, status, payload, detail, future | None);
         1 request (connection_id, adapter_id, request_id, name, category, facet, operation,
           mode, context, (major, minor), params);
-        2 failed (request_id, code, text); 3 sent (request_id); 4 log (level, text); 5 closed.
+        2 failed (request_id, code, text, future | None); 3 sent (request_id, future | None);
+        4 log (level, text); 5 closed (futures still held).
         """
+    def pending(self) -> int: ...
 
 class Target:
     def __init__(self, key: str, endpoints: list[tuple[str, int]]) -> None: ...
@@ -50,6 +53,7 @@ class Communicator:
         oneway: bool,
         idempotent: bool,
         defer: bool = False,
+        future: Any = None,
     ) -> tuple[int, bool]: ...
     def flush_deferred(self) -> None:
         """Writes every connection's deferred sends (one writev each)."""

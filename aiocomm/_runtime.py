@@ -194,50 +194,52 @@ class Runtime:
                 elif kind == 1:
                     self._on_request(event)
                 elif kind == 2:
-                    self._on_failed(event[1], failure_error(event[2], event[3]))
+                    self._on_failed(event[1], failure_error(event[2], event[3]), event[4])
                 elif kind == 3:
-                    self._on_sent(event[1])
+                    self._on_sent(event[1], event[2])
                 elif kind == 4:
                     logger.log(event[1], "%s", event[2])
                 elif kind == 5:
-                    self._on_closed()
+                    self._on_closed(event[1])
             except Exception:
                 # One bad event must not cost the others in the batch.
                 logger.exception("aiocomm: error while delivering %r", event[:2])
 
-    def _on_reply(self, event: tuple[Any, ...]) -> None:
-        _, request_id, status, payload, detail = event
-        future = self.pending.pop(request_id, None)
+    # Futures live natively (completed in the drain, no Python frame per
+    # reply) unless they have a timeout: those stay here with their timer.
+    # An event that ends an invocation carries its native future, or None.
+
+    def _take(self, request_id: int, future: asyncio.Future[bytes] | None
+              ) -> asyncio.Future[bytes] | None:
         if future is None:
-            return
-        if self.timers:
+            future = self.pending.pop(request_id, None)
             timer = self.timers.pop(request_id, None)
             if timer is not None:
                 timer.cancel()
-        if future.done():
+        return future
+
+    def _on_reply(self, event: tuple[Any, ...]) -> None:
+        _, request_id, status, payload, detail, future = event
+        future = self._take(request_id, future)
+        if future is None or future.done():
             return
         if status == _REPLY_OK:
             future.set_result(payload)
         else:
             future.set_exception(reply_error(status, payload, detail))
 
-    def _on_failed(self, request_id: int, error: BaseException) -> None:
-        future = self.pending.pop(request_id, None)
-        timer = self.timers.pop(request_id, None)
-        if timer is not None:
-            timer.cancel()
+    def _on_failed(self, request_id: int, error: BaseException,
+                   future: asyncio.Future[bytes] | None) -> None:
+        future = self._take(request_id, future)
         if future is not None and not future.done():
             future.set_exception(error)
 
-    def _on_sent(self, request_id: int) -> None:
-        future = self.pending.pop(request_id, None)
-        timer = self.timers.pop(request_id, None)
-        if timer is not None:
-            timer.cancel()
+    def _on_sent(self, request_id: int, future: asyncio.Future[bytes] | None) -> None:
+        future = self._take(request_id, future)
         if future is not None and not future.done():
             future.set_result(b"")
 
-    def _on_closed(self) -> None:
+    def _on_closed(self, native_futures: list[asyncio.Future[bytes]]) -> None:
         if self.closed:
             return
         self.closed = True
@@ -245,7 +247,7 @@ class Runtime:
         for timer in self.timers.values():
             timer.cancel()
         self.timers.clear()
-        for future in pending.values():
+        for future in [*pending.values(), *native_futures]:
             if not future.done():
                 future.set_exception(CommunicatorDestroyedError(_DESTROYED))
         for adapter in list(self.adapters.values()):
@@ -260,20 +262,20 @@ class Runtime:
     def invoke(self, handle: _core.Communicator, target: _core.Target, prefix: bytes,
                operation: str, mode: int, context: dict[str, str] | None, payload: Any,
                oneway: bool, idempotent: bool, timeout: float | None) -> asyncio.Future[bytes]:
+        future: asyncio.Future[bytes] = self.loop.create_future()
         try:
             request_id, written = handle.invoke(target, prefix, operation, mode, context, payload,
                                                 oneway, idempotent,
-                                                self.batching or self.defer())
+                                                self.batching or self.defer(),
+                                                None if timeout is not None else future)
         except _core.DestroyedError:
             raise CommunicatorDestroyedError(_DESTROYED) from None
         except _core.MessageSizeError as error:
             raise MessageSizeError(str(error)) from None
-        future: asyncio.Future[bytes] = self.loop.create_future()
         if written:
             future.set_result(b"")
-            return future
-        self.pending[request_id] = future
-        if timeout is not None:
+        elif timeout is not None:
+            self.pending[request_id] = future
             self.timers[request_id] = self.loop.call_later(timeout, self._on_timeout, request_id,
                                                            timeout)
         return future

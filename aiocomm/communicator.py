@@ -318,7 +318,8 @@ class Communicator:
         """Counters that explain performance: wake-ups, syscalls, GIL takes, ..."""
         counters: dict[str, int] = dict(self._handle.stats())
         runtime = self._runtime
-        counters["pending_invocations"] = len(runtime.pending) if runtime else 0
+        counters["pending_invocations"] = (
+            len(runtime.pending) + runtime.inbox.pending() if runtime else 0)
         counters["python_dispatches_in_flight"] = runtime.in_flight if runtime else 0
         return counters
 

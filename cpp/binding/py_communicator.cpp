@@ -39,7 +39,7 @@ struct PyTarget {
 class Handle {
  public:
   Handle(PyInbox& inbox, const core::Options& options)
-      : core_(std::make_shared<Core>(options, inbox.inbox)) {
+      : core_(std::make_shared<Core>(options, inbox.inbox)), futures_(inbox.futures) {
     remember(core_);
   }
 
@@ -60,9 +60,11 @@ class Handle {
   }
 
   Core& core() { return *core_; }
+  FutureTable& futures() { return *futures_; }
 
  private:
   std::shared_ptr<Core> core_;
+  std::shared_ptr<FutureTable> futures_;  // the inbox's: replies complete them
 };
 
 std::chrono::milliseconds millis(double seconds) {
@@ -168,7 +170,7 @@ void bind_communicator(py::module_& m) {
       .def("invoke",
            [](Handle& self, const PyTarget& target, py::bytes identity_facet,
               std::string_view operation, int mode, const py::object& context, py::buffer params,
-              bool oneway, bool idempotent, bool defer) {
+              bool oneway, bool idempotent, bool defer, py::object future) {
              std::string_view prefix = identity_facet;
              auto info = params.request();
              auto result = self.core().invoke(
@@ -176,11 +178,14 @@ void bind_communicator(py::module_& m) {
                  protocol::ByteView(reinterpret_cast<const std::uint8_t*>(prefix.data()), prefix.size()),
                  operation, static_cast<std::uint8_t>(mode), to_context(context), view_of(info),
                  oneway, idempotent, defer);
+             // File the future before any reply can be drained (the drain
+             // runs on this same thread, later).
+             if (!result.written && !future.is_none()) self.futures().put(result.id, std::move(future));
              return py::make_tuple(result.id, result.written);
            },
            py::arg("target"), py::arg("identity_facet"), py::arg("operation"), py::arg("mode"),
            py::arg("context"), py::arg("params"), py::arg("oneway"), py::arg("idempotent"),
-           py::arg("defer") = false)
+           py::arg("defer") = false, py::arg("future") = py::none())
       .def("flush_deferred", [](Handle& self) { self.core().flush_deferred(); })
       .def("cancel", [](Handle& self, std::int32_t id) { self.core().cancel(id); })
       .def("reply",

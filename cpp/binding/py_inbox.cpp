@@ -20,8 +20,9 @@ py::dict to_dict(const protocol::Context& context) {
   return d;
 }
 
-// Event tuples; the first item is the kind (see aiocomm/_core.pyi).
-py::tuple to_tuple(Event& e) {
+// Event tuples; the first item is the kind (see aiocomm/_core.pyi). Events
+// that end an invocation carry its future when the table held it.
+py::tuple to_tuple(Event& e, FutureTable& futures) {
   switch (e.kind) {
     case EventKind::reply: {
       py::object detail = py::none();
@@ -30,7 +31,8 @@ py::tuple to_tuple(Event& e) {
       } else if (e.code > 4) {
         detail = py::str(e.text);
       }
-      return py::make_tuple(0, e.request_id, e.code, to_bytes(e.body), detail);
+      return py::make_tuple(0, e.request_id, e.code, to_bytes(e.body), detail,
+                            futures.take(e.request_id));
     }
     case EventKind::request:
       return py::make_tuple(1, e.connection_id, e.adapter_id, e.request_id, e.identity.name,
@@ -38,22 +40,48 @@ py::tuple to_tuple(Event& e) {
                             to_dict(e.context),
                             py::make_tuple(e.encoding.major, e.encoding.minor), to_bytes(e.body));
     case EventKind::failed:
-      return py::make_tuple(2, e.request_id, e.code, e.text);
+      return py::make_tuple(2, e.request_id, e.code, e.text, futures.take(e.request_id));
     case EventKind::sent:
-      return py::make_tuple(3, e.request_id);
+      return py::make_tuple(3, e.request_id, futures.take(e.request_id));
     case EventKind::log:
       return py::make_tuple(4, e.code, e.text);
     case EventKind::closed:
-      return py::make_tuple(5);
+      return py::make_tuple(5, futures.take_all());
   }
   return py::make_tuple(-1);
+}
+
+// Completes a future with a successful reply, unless it is already done
+// (cancelled by its caller). Errors are reported, never raised: the rest of
+// the batch must still be delivered.
+void complete(PyObject* future, PyObject* value) {
+  static PyObject* done_name = PyUnicode_InternFromString("done");
+  static PyObject* set_result_name = PyUnicode_InternFromString("set_result");
+  PyObject* done = PyObject_CallMethodNoArgs(future, done_name);
+  if (done == Py_False) {
+    PyObject* result = PyObject_CallMethodOneArg(future, set_result_name, value);
+    Py_XDECREF(result);
+  }
+  Py_XDECREF(done);
+  if (PyErr_Occurred()) PyErr_WriteUnraisable(future);
 }
 
 py::list drain(PyInbox& self) {
   std::vector<Event> events;
   self.inbox->take_all(events);
-  py::list out(events.size());
-  for (std::size_t i = 0; i < events.size(); ++i) out[i] = to_tuple(events[i]);
+  auto& futures = *self.futures;
+  py::list out;
+  for (auto& e : events) {
+    if (e.kind == EventKind::reply && e.code == 0) {
+      // The hot path: a successful reply to a call whose future we hold.
+      py::object future = futures.take(e.request_id);
+      if (!future.is_none()) {
+        complete(future.ptr(), to_bytes(e.body).ptr());
+        continue;
+      }
+    }
+    out.append(to_tuple(e, futures));
+  }
   return out;
 }
 
@@ -64,7 +92,10 @@ void bind_inbox(py::module_& m) {
       .def(py::init<>())
       .def_property_readonly("fd", [](const PyInbox& self) { return self.inbox->fd(); })
       .def("drain", &drain,
-           "Take every event queued so far, in order (loop thread).");
+           "Deliver every event queued so far, in order (loop thread): complete the futures "
+           "of successful replies, return the other events.")
+      .def("pending", [](const PyInbox& self) { return self.futures->size(); },
+           "How many invocations' futures the native side holds.");
 }
 
 }  // namespace aiocomm::binding
