@@ -319,11 +319,19 @@ void Communicator::on_connection_closed(const std::shared_ptr<Connection>& conne
   for (auto& [id, outgoing] : outgoing_.take_for_connection(connection->id())) {
     // Requests unanswered at a close-connection were never dispatched, so
     // any of them may go again; after a plain loss only idempotent ones.
-    bool retry = !destroying() && !outgoing.retried &&
-                 (kind == CloseKind::by_peer || nothing_sent ||
-                  (kind == CloseKind::lost && outgoing.idempotent));
+    // Never sent: try again, a bounded number of times (a dying server's
+    // accept queue can reset a connection or two before the port refuses).
+    bool retry = !destroying() &&
+                 (nothing_sent ? outgoing.unsent_retries < 2
+                               : !outgoing.retried &&
+                                     (kind == CloseKind::by_peer ||
+                                      (kind == CloseKind::lost && outgoing.idempotent)));
     if (retry) {
-      outgoing.retried = true;
+      if (nothing_sent) {
+        ++outgoing.unsent_retries;
+      } else {
+        outgoing.retried = true;
+      }
       send_outgoing(id, std::move(outgoing));
     } else if (destroying()) {
       // Destroy is what ended the connection: say so, not what it looked like.

@@ -595,8 +595,9 @@ void Connection::close_now(CloseKind kind, const std::string& reason) {
     event.text = reason;
     failures.push_back(std::move(event));
   }
-  host_.inbox().push_all(failures);
+  // Forget the connection first: whoever learns of a failure sees it gone.
   host_.on_connection_closed(shared_from_this(), kind, reason);
+  host_.inbox().push_all(failures);
 }
 
 void Connection::check_timers(std::chrono::steady_clock::time_point now_point) {

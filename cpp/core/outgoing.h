@@ -33,7 +33,8 @@ struct Outgoing {
   std::shared_ptr<const protocol::Bytes> message;  // kept for a retry
   std::shared_ptr<const Target> target;
   bool idempotent = false;
-  bool retried = false;
+  bool retried = false;          // sent once, then its connection ended
+  std::uint8_t unsent_retries = 0;  // its connection ended before anything was sent
 };
 
 class OutgoingTable {
