@@ -13,6 +13,7 @@ import asyncio
 import contextvars
 import logging
 import sys
+import threading
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -140,6 +141,7 @@ class Runtime:
     def __init__(self, loop: asyncio.AbstractEventLoop, inbox: _core.Inbox,
                  handle: _core.Communicator) -> None:
         self.loop = loop
+        self.thread_id = threading.get_ident()  # the loop's thread: it binds while running
         self.inbox = inbox
         self.handle_ref = weakref.ref(handle)
         self.pending: dict[int, asyncio.Future[bytes]] = {}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from asyncio.events import _get_running_loop
 from collections.abc import Mapping
+from threading import get_ident as _get_ident
 from typing import TYPE_CHECKING, Any
 
 from . import _core
@@ -69,8 +69,11 @@ class Proxy:
         elif type(payload) is not bytes and not isinstance(payload, bytes | bytearray | memoryview):
             raise TypeError(f"payload must be bytes-like, not {type(payload).__name__}")
         runtime = communicator._runtime
+        # On the loop's own thread with that loop running, it is the running
+        # loop (one per thread); cheaper to check than get_running_loop(),
+        # which makes a getpid() system call on every call in CPython 3.11.
         if (runtime is None or communicator._destroy is not None
-                or runtime.loop is not _get_running_loop()):
+                or _get_ident() != runtime.thread_id or not runtime.loop.is_running()):
             runtime = communicator._runtime_for_call()  # binds, or raises the right error
         if timeout is None:
             timeout = self._timeout

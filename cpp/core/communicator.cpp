@@ -521,6 +521,7 @@ std::vector<std::pair<std::string, std::uint64_t>> Communicator::stats() {
       {"heartbeats_sent", c.heartbeats_sent.load()},
       {"protocol_errors", c.protocol_errors.load()},
       {"read_pauses", c.read_pauses.load()},
+      {"interest_changes", c.interest_changes.load()},
   };
 }
 

@@ -500,10 +500,14 @@ void Connection::update_interest_locked() {
              dispatches_in_flight_ < dispatch_low_water) {
     reading_ = true;
   }
-  bool want = !queue_.empty() && (state_ == State::active || state_ == State::closing);
+  // Data of an open batch is the loop's to flush; the reactor waits for
+  // writability only for what a flush could not write.
+  bool want = !queue_.empty() && !batch_open_ &&
+              (state_ == State::active || state_ == State::closing);
   if (want == want_write_ && reading_ == read_watched_) return;
   want_write_ = want;
   read_watched_ = reading_;
+  host_.connection_stats().interest_changes.fetch_add(1, std::memory_order_relaxed);
   reactor_.rewatch(fd_.get(), (reading_ ? platform::poll_read : 0u) | (want ? platform::poll_write : 0u),
                    this);
 }

@@ -51,6 +51,7 @@ struct ConnectionStats {
   std::atomic<std::uint64_t> heartbeats_sent{0};
   std::atomic<std::uint64_t> protocol_errors{0};
   std::atomic<std::uint64_t> read_pauses{0};      // back-pressure engaged
+  std::atomic<std::uint64_t> interest_changes{0}; // epoll_ctl calls to (un)watch writes
 };
 
 // What a connection needs from the communicator that owns it.
