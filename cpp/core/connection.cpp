@@ -271,6 +271,13 @@ bool Connection::parse_messages() {
       host_.connection_stats().protocol_errors.fetch_add(1, std::memory_order_relaxed);
       close_now(CloseKind::protocol_error, std::string("ProtocolError: ") + e.what());
       return false;
+    } catch (const std::exception& e) {
+      // Whatever a message provokes (bad_alloc included) ends this
+      // connection, never the reactor thread and with it the process.
+      host_.connection_stats().protocol_errors.fetch_add(1, std::memory_order_relaxed);
+      close_now(CloseKind::protocol_error,
+                std::string("ProtocolError: the message could not be handled: ") + e.what());
+      return false;
     }
     read_buffer_.consume(size);
     if (state() == State::closed) return false;

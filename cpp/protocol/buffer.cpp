@@ -1,5 +1,6 @@
 #include "protocol/buffer.h"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -99,7 +100,9 @@ ByteView Reader::raw(std::size_t n) {
 std::vector<std::string> Reader::string_sequence() {
   auto n = size();
   std::vector<std::string> out;
-  out.reserve(n);
+  // Never size memory from a wire count beyond what the bytes can hold:
+  // each string takes at least its one-byte size.
+  out.reserve(std::min(n, remaining()));
   for (std::size_t i = 0; i < n; ++i) out.push_back(string());
   return out;
 }

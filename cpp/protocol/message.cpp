@@ -1,5 +1,7 @@
 #include "protocol/message.h"
 
+#include <algorithm>
+
 namespace aiocomm::protocol {
 namespace {
 
@@ -55,7 +57,7 @@ Request read_request_fields(Reader& r) {
   req.mode = r.byte();
   if (req.mode > 2) throw ProtocolError("unknown operation mode " + std::to_string(req.mode));
   auto pairs = r.size();
-  req.context.reserve(pairs);
+  req.context.reserve(std::min(pairs, r.remaining() / 2));  // a pair takes >= 2 bytes
   for (std::size_t i = 0; i < pairs; ++i) {
     auto key = r.string();
     auto value = r.string();
@@ -163,7 +165,9 @@ std::vector<Request> decode_batch_request(ByteView body) {
     throw ProtocolError("invalid batch request count " + std::to_string(count));
   }
   std::vector<Request> out;
-  out.reserve(static_cast<std::size_t>(count));
+  // A request takes at least 12 bytes (five 1-byte sizes and the mode, a
+  // 6-byte encapsulation header): never reserve more than the bytes can hold.
+  out.reserve(std::min(static_cast<std::size_t>(count), r.remaining() / 12));
   for (std::int32_t i = 0; i < count; ++i) out.push_back(read_request_fields(r));
   if (!r.at_end()) throw ProtocolError("trailing bytes after a batch request");
   return out;
