@@ -636,17 +636,26 @@ void Connection::check_timers(std::chrono::steady_clock::time_point now_point) {
     case State::active:
       break;
   }
+  bool stale_batch;
+  bool paused_here;
+  {
+    std::lock_guard lock(mutex_);
+    stale_batch = batch_open_;
+    paused_here = !reading_;
+  }
+  if (paused_here) {
+    // We stopped reading (back-pressure): silence and half-read messages
+    // are our doing, not the peer's. The clocks restart when reading does.
+    auto restart = now_nanos();
+    last_read_ = restart;
+    if (partial_since_.load() != 0) partial_since_ = restart;
+  }
   auto partial = partial_since_.load();
   if (partial != 0 && now - partial > to_nanos(options.read_timeout)) {
     host_.connection_stats().protocol_errors.fetch_add(1, std::memory_order_relaxed);
     abort(CloseKind::protocol_error,
           "ProtocolError: a message was still incomplete after the read timeout");
     return;
-  }
-  bool stale_batch;
-  {
-    std::lock_guard lock(mutex_);
-    stale_batch = batch_open_;
   }
   // A batch the loop opened but has not flushed since the last scan: the
   // loop is blocked. What it already computed still goes out.
