@@ -92,6 +92,40 @@ async def test_blocked_server_loop_keeps_connection_and_order() -> None:
             server.stdout.close()
 
 
+async def test_blocked_client_loop_keeps_connection_and_replies() -> None:
+    # The client's own loop is stuck for 2.5 s (idle_timeout 1 s on both
+    # sides) while the server answers 2,000 calls of 4 KiB: the client's
+    # native threads read them all and keep the connection alive, and every
+    # reply is delivered once the loop resumes.
+    loop_name = "uvloop" if "uvloop" in type(asyncio.get_running_loop()).__module__ else "asyncio"
+    server = subprocess.Popen([sys.executable, "-c", BLOCKING_SERVER, loop_name],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        endpoint = await asyncio.get_running_loop().run_in_executor(None, server.stdout.readline)
+        async with aiocomm.Communicator(idle_timeout=1.0, invocation_timeout=20.0) as client:
+            prx = client.proxy(f"b:{endpoint.strip()}")
+            await prx.ping()
+            payloads = [bytes([i % 256]) * 4096 for i in range(2000)]
+            calls = [asyncio.ensure_future(prx.invoke("echo", p)) for p in payloads]
+            await asyncio.sleep(0)  # let the requests go out
+            time.sleep(2.5)  # block this loop
+            assert await asyncio.wait_for(asyncio.gather(*calls), 20) == payloads
+            stats = client.stats()
+            assert stats["connections"] == 1, "the connection was re-opened"
+            assert stats["heartbeats_sent"] >= 1
+    finally:
+        if server.stdin:
+            server.stdin.close()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        if server.stdout:
+            server.stdout.close()
+
+
 async def test_destroy_sends_close_connection_to_clients() -> None:
     server = aiocomm.Communicator()
     adapter = server.create_object_adapter()
