@@ -5,12 +5,14 @@ resumes every reply arrives, in order. Destroy says goodbye on the wire."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -53,33 +55,16 @@ BLOCKING_SERVER = textwrap.dedent("""
 """)
 
 
-async def test_blocked_server_loop_keeps_connection_and_order() -> None:
+@contextlib.asynccontextmanager
+async def blocking_server() -> AsyncIterator[str]:
+    """Runs BLOCKING_SERVER on this test's loop kind; yields its endpoint."""
     loop_name = "uvloop" if "uvloop" in type(asyncio.get_running_loop()).__module__ else "asyncio"
     server = subprocess.Popen([sys.executable, "-c", BLOCKING_SERVER, loop_name],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None
         endpoint = await asyncio.get_running_loop().run_in_executor(None, server.stdout.readline)
-        async with aiocomm.Communicator(idle_timeout=1.0, invocation_timeout=20.0) as client:
-            prx = client.proxy(f"b:{endpoint.strip()}")
-            await prx.ping()
-            blocked = asyncio.ensure_future(prx.invoke("block", b"first"))
-            await asyncio.sleep(0.2)
-            # While the server's loop is stuck: 2 MB of oneways must still be
-            # written (its native threads read them), and twoways queue up.
-            oneway = prx.oneway()
-            started = time.monotonic()
-            await asyncio.wait_for(
-                asyncio.gather(*(oneway.invoke("note", b"x" * 4096) for _ in range(500))), 2.0)
-            assert time.monotonic() - started < 2.0
-            later = [asyncio.ensure_future(prx.invoke("echo", str(i).encode()))
-                     for i in range(200)]
-            # More than idle_timeout passes with the loop blocked: heartbeats
-            # from the server's native threads keep our side from closing.
-            assert await asyncio.wait_for(blocked, 10) == b"first"
-            assert [await c for c in later] == [str(i).encode() for i in range(200)]
-            assert await prx.invoke("count") == b"500"
-            assert client.stats()["connections"] == 1, "the connection was re-opened"
+        yield endpoint.strip()
     finally:
         if server.stdin:
             server.stdin.close()
@@ -90,6 +75,30 @@ async def test_blocked_server_loop_keeps_connection_and_order() -> None:
             server.wait()
         if server.stdout:
             server.stdout.close()
+
+
+
+async def test_blocked_server_loop_keeps_connection_and_order() -> None:
+    async with blocking_server() as endpoint, aiocomm.Communicator(
+            idle_timeout=1.0, invocation_timeout=20.0) as client:
+        prx = client.proxy(f"b:{endpoint}")
+        await prx.ping()
+        blocked = asyncio.ensure_future(prx.invoke("block", b"first"))
+        await asyncio.sleep(0.2)
+        # While the server's loop is stuck: 2 MB of oneways must still be
+        # written (its native threads read them), and twoways queue up.
+        oneway = prx.oneway()
+        started = time.monotonic()
+        await asyncio.wait_for(
+            asyncio.gather(*(oneway.invoke("note", b"x" * 4096) for _ in range(500))), 2.0)
+        assert time.monotonic() - started < 2.0
+        later = [asyncio.ensure_future(prx.invoke("echo", str(i).encode())) for i in range(200)]
+        # More than idle_timeout passes with the loop blocked: heartbeats
+        # from the server's native threads keep our side from closing.
+        assert await asyncio.wait_for(blocked, 10) == b"first"
+        assert [await c for c in later] == [str(i).encode() for i in range(200)]
+        assert await prx.invoke("count") == b"500"
+        assert client.stats()["connections"] == 1, "the connection was re-opened"
 
 
 async def test_blocked_client_loop_keeps_connection_and_replies() -> None:
@@ -97,33 +106,18 @@ async def test_blocked_client_loop_keeps_connection_and_replies() -> None:
     # sides) while the server answers 2,000 calls of 4 KiB: the client's
     # native threads read them all and keep the connection alive, and every
     # reply is delivered once the loop resumes.
-    loop_name = "uvloop" if "uvloop" in type(asyncio.get_running_loop()).__module__ else "asyncio"
-    server = subprocess.Popen([sys.executable, "-c", BLOCKING_SERVER, loop_name],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None
-        endpoint = await asyncio.get_running_loop().run_in_executor(None, server.stdout.readline)
-        async with aiocomm.Communicator(idle_timeout=1.0, invocation_timeout=20.0) as client:
-            prx = client.proxy(f"b:{endpoint.strip()}")
-            await prx.ping()
-            payloads = [bytes([i % 256]) * 4096 for i in range(2000)]
-            calls = [asyncio.ensure_future(prx.invoke("echo", p)) for p in payloads]
-            await asyncio.sleep(0)  # let the requests go out
-            time.sleep(2.5)  # block this loop
-            assert await asyncio.wait_for(asyncio.gather(*calls), 20) == payloads
-            stats = client.stats()
-            assert stats["connections"] == 1, "the connection was re-opened"
-            assert stats["heartbeats_sent"] >= 1
-    finally:
-        if server.stdin:
-            server.stdin.close()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        if server.stdout:
-            server.stdout.close()
+    async with blocking_server() as endpoint, aiocomm.Communicator(
+            idle_timeout=1.0, invocation_timeout=20.0) as client:
+        prx = client.proxy(f"b:{endpoint}")
+        await prx.ping()
+        payloads = [bytes([i % 256]) * 4096 for i in range(2000)]
+        calls = [asyncio.ensure_future(prx.invoke("echo", p)) for p in payloads]
+        await asyncio.sleep(0)  # let the requests go out
+        time.sleep(2.5)  # block this loop
+        assert await asyncio.wait_for(asyncio.gather(*calls), 20) == payloads
+        stats = client.stats()
+        assert stats["connections"] == 1, "the connection was re-opened"
+        assert stats["heartbeats_sent"] >= 1
 
 
 async def test_destroy_sends_close_connection_to_clients() -> None:
