@@ -8,7 +8,12 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from ._proxy_string import Endpoint, format_endpoint
-from .errors import AlreadyRegisteredError, CommunicatorDestroyedError, NotRegisteredError
+from .errors import (
+    AdapterDeactivatedError,
+    AlreadyRegisteredError,
+    CommunicatorDestroyedError,
+    NotRegisteredError,
+)
 from .identity import Identity
 from .proxy import Proxy
 
@@ -174,6 +179,7 @@ class ObjectAdapter:
             communicator = self._communicator()
             if communicator is None or communicator.is_destroyed:
                 raise CommunicatorDestroyedError("the communicator has been destroyed")
+            raise AdapterDeactivatedError(f"object adapter {self._name!r} has been deactivated")
 
     # --------------------------------------------------------- properties
 

@@ -64,10 +64,6 @@ class _DestroyCompletion:
         future.set_result(None)
         return future
 
-    @property
-    def done(self) -> bool:
-        return self._done
-
     def mark_done(self) -> None:
         with self._lock:
             self._done = True

@@ -279,3 +279,50 @@ async def test_used_from_another_loop_raises_wrong_loop_error() -> None:
         thread.join(10)
         assert [type(e) for e in errors] == [aiocomm.WrongLoopError] * 2
         assert isinstance(errors[0], RuntimeError)
+
+
+async def test_deactivated_adapter_refuses_new_servants_and_activation() -> None:
+    async with aiocomm.Communicator() as comm:
+        adapter = comm.create_object_adapter()
+        adapter.activate()
+        await adapter.deactivate()
+        with pytest.raises(aiocomm.AdapterDeactivatedError):
+            adapter.add(Slow(), "late")
+        with pytest.raises(aiocomm.AdapterDeactivatedError):
+            adapter.activate()
+        assert issubclass(aiocomm.AdapterDeactivatedError, RuntimeError)
+        # The communicator itself is still usable.
+        other = comm.create_object_adapter()
+        prx = other.add(Slow(), "s")
+        other.activate()
+        assert await prx.invoke("echo", b"ok") == b"ok"
+
+
+async def test_io_thread_pool_serves_many_connections() -> None:
+    async with aiocomm.Communicator(io_threads=3) as server:
+        adapter = server.create_object_adapter()
+        adapter.add(Slow(), "s")
+        adapter.activate()
+        clients = [aiocomm.Communicator(io_threads=2) for _ in range(6)]
+        try:
+            proxies = [c.proxy(f"s:{adapter.endpoints[0]}") for c in clients]
+            results = await asyncio.wait_for(asyncio.gather(*(
+                p.invoke("echo", bytes([i, j])) for i, p in enumerate(proxies) for j in range(50)
+            )), 10)
+            assert results == [bytes([i, j]) for i in range(6) for j in range(50)]
+            assert server.stats()["connections"] == 6
+        finally:
+            await asyncio.gather(*(c.destroy() for c in clients))
+
+
+def test_options_are_checked() -> None:
+    with pytest.raises(ValueError):
+        aiocomm.Communicator(io_threads=0)
+    with pytest.raises(TypeError):
+        aiocomm.Communicator(io_threads=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        aiocomm.Communicator(idle_timeout=0)
+    with pytest.raises(TypeError):
+        aiocomm.Communicator(message_size_max="big")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        aiocomm.Communicator(invocation_timeout=-1)
