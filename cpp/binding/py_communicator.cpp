@@ -165,8 +165,11 @@ void bind_communicator(py::module_& m) {
              }
              return py::make_tuple(a.id, a.address.host, a.address.port);
            })
-      .def("deactivate_adapter", [](Handle& self, std::uint32_t id) { self.core().deactivate_adapter(id); })
-      .def("shutdown", [](Handle& self) { self.core().shutdown(); })
+      // Both wait for a reactor thread to close listening sockets: without the GIL.
+      .def("deactivate_adapter", [](Handle& self, std::uint32_t id) { self.core().deactivate_adapter(id); },
+           py::call_guard<py::gil_scoped_release>())
+      .def("shutdown", [](Handle& self) { self.core().shutdown(); },
+           py::call_guard<py::gil_scoped_release>())
       .def("invoke",
            [](Handle& self, const PyTarget& target, py::bytes identity_facet,
               std::string_view operation, int mode, const py::object& context, py::buffer params,
