@@ -326,3 +326,19 @@ def test_options_are_checked() -> None:
         aiocomm.Communicator(message_size_max="big")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         aiocomm.Communicator(invocation_timeout=-1)
+
+
+async def test_one_connection_per_endpoint_across_endpoint_lists() -> None:
+    async with aiocomm.Communicator() as server, aiocomm.Communicator() as client:
+        adapter = server.create_object_adapter()
+        adapter.add(Slow(), "s")
+        adapter.activate()
+        live = adapter.endpoints[0]
+        dead = "tcp -h 127.0.0.1 -p 1"  # nothing listens on port 1
+        proxies = [client.proxy(f"s:{live}"), client.proxy(f"s:{dead}:{live}"),
+                   client.proxy(f"s:{live}:{dead}")]
+        for prx in proxies:
+            assert await prx.invoke("echo", b"1") == b"1"
+        # Whatever list a proxy carries, the endpoint it reaches is shared.
+        assert client.stats()["connections"] == 1
+        assert server.stats()["connections"] == 1

@@ -19,6 +19,13 @@ Clock::duration scan_interval(const Options& o) {
                                      std::chrono::milliseconds(1000));
 }
 
+// How a single endpoint is named in the connection registry; a one-endpoint
+// target's key (built by the Python layer) is the same string.
+std::string endpoint_key(const Endpoint& endpoint) {
+  return (endpoint.host == "*" || endpoint.host.empty() ? std::string("127.0.0.1") : endpoint.host) +
+         "/" + std::to_string(endpoint.port);
+}
+
 ErrorCode error_for(CloseKind kind) {
   switch (kind) {
     case CloseKind::refused:
@@ -126,6 +133,12 @@ std::shared_ptr<Connection> Communicator::client_connection(
   std::shared_ptr<Connection> connection;
   {
     std::lock_guard lock(registry_mutex_);
+    // An established connection to any of the endpoints, in order; else one
+    // already connecting for this very target.
+    for (const auto& endpoint : target->endpoints) {
+      auto it = client_connections_.find(endpoint_key(endpoint));
+      if (it != client_connections_.end() && it->second->usable()) return it->second;
+    }
     auto it = client_connections_.find(target->key);
     if (it != client_connections_.end() && it->second->usable()) return it->second;
     connection = std::make_shared<Connection>(*this, pick_reactor(), next_connection_id_++,
@@ -291,14 +304,20 @@ std::optional<std::pair<platform::Address, platform::Address>> Communicator::con
 
 // ------------------------------------------------------------ connections
 
+void Communicator::on_client_connected(const std::shared_ptr<Connection>& connection,
+                                       const Endpoint& endpoint) {
+  std::lock_guard lock(registry_mutex_);
+  auto& slot = client_connections_[endpoint_key(endpoint)];
+  if (!slot || !slot->usable()) slot = connection;
+}
+
 void Communicator::on_connection_closed(const std::shared_ptr<Connection>& connection,
                                         CloseKind kind, const std::string& reason) {
   {
     std::lock_guard lock(registry_mutex_);
     connections_.erase(connection->id());
-    if (connection->target()) {
-      auto it = client_connections_.find(connection->target()->key);
-      if (it != client_connections_.end() && it->second == connection) client_connections_.erase(it);
+    if (connection->role() == Connection::Role::client) {
+      std::erase_if(client_connections_, [&](const auto& entry) { return entry.second == connection; });
     }
   }
   {

@@ -123,6 +123,8 @@ class Communicator final : public ConnectionHost {
   Timer& timer() override { return timer_; }
   ConnectionStats& connection_stats() override { return connection_stats_; }
   void dispatch_started() override;
+  void on_client_connected(const std::shared_ptr<Connection>& connection,
+                           const Endpoint& endpoint) override;
   void on_connection_closed(const std::shared_ptr<Connection>& connection, CloseKind kind,
                             const std::string& reason) override;
   void log(LogLevel level, std::string text) override;
@@ -166,6 +168,8 @@ class Communicator final : public ConnectionHost {
   std::unordered_map<std::uint32_t, Adapter> adapters_;
   std::uint32_t next_adapter_id_ = 1;
   std::unordered_map<std::uint64_t, std::shared_ptr<Connection>> connections_;
+  // Client connections by endpoint ("host/port"), and while connecting by
+  // their target's key, so every proxy reaching an endpoint shares one.
   std::unordered_map<std::string, std::shared_ptr<Connection>> client_connections_;
 
   std::mutex lifecycle_mutex_;  // guards the fields below; cv waits on it

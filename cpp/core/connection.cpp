@@ -120,6 +120,7 @@ void Connection::try_next_endpoint() {
   for (;;) {
     if (address_index_ >= addresses_.size()) {
       if (endpoint_index_ >= target_->endpoints.size()) break;
+      trying_endpoint_ = endpoint_index_;
       const auto& ep = target_->endpoints[endpoint_index_++];
       try {
         addresses_ = platform::resolve(ep.host, ep.port, false);
@@ -151,14 +152,17 @@ void Connection::try_next_endpoint() {
 }
 
 void Connection::on_connected() {
-  std::lock_guard lock(mutex_);
-  local_ = platform::local_address(fd_.get());
-  peer_ = platform::peer_address(fd_.get());
-  // A client sends nothing until the server's validate-connection arrives.
-  state_ = State::validating;
-  want_write_ = false;
-  read_watched_ = true;
-  reactor_.rewatch(fd_.get(), platform::poll_read, this);
+  {
+    std::lock_guard lock(mutex_);
+    local_ = platform::local_address(fd_.get());
+    peer_ = platform::peer_address(fd_.get());
+    // A client sends nothing until the server's validate-connection arrives.
+    state_ = State::validating;
+    want_write_ = false;
+    read_watched_ = true;
+    reactor_.rewatch(fd_.get(), platform::poll_read, this);
+  }
+  host_.on_client_connected(shared_from_this(), target_->endpoints[trying_endpoint_]);
 }
 
 void Connection::on_ready(std::uint32_t bits) {

@@ -64,6 +64,10 @@ class ConnectionHost {
   virtual ConnectionStats& connection_stats() = 0;
   // A request will be handed to the loop (the destroy path waits for these).
   virtual void dispatch_started() = 0;
+  // Reactor thread: a client connection reached `endpoint` (one of its
+  // target's), so other targets listing that endpoint may share it.
+  virtual void on_client_connected(const std::shared_ptr<Connection>& connection,
+                                   const Endpoint& endpoint) = 0;
   // Reactor thread, after the connection reached State::closed.
   virtual void on_connection_closed(const std::shared_ptr<Connection>& connection,
                                     CloseKind kind, const std::string& reason) = 0;
@@ -191,7 +195,8 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   platform::Address peer_;
 
   // Reactor thread only.
-  std::size_t endpoint_index_ = 0;
+  std::size_t endpoint_index_ = 0;  // the next endpoint to try
+  std::size_t trying_endpoint_ = 0;  // the endpoint the addresses belong to
   std::vector<platform::ResolvedAddress> addresses_;
   std::size_t address_index_ = 0;
   std::string last_connect_error_ = "no endpoint";
