@@ -120,7 +120,6 @@ class Communicator final : public ConnectionHost {
   const Options& options() const override { return options_; }
   Inbox& inbox() override { return *inbox_; }
   OutgoingTable& outgoing() override { return outgoing_; }
-  Timer& timer() override { return timer_; }
   ConnectionStats& connection_stats() override { return connection_stats_; }
   void dispatch_started() override;
   void on_client_connected(const std::shared_ptr<Connection>& connection,

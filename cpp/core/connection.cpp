@@ -8,7 +8,6 @@
 #include <system_error>
 
 #include "core/inbox.h"
-#include "core/timer.h"
 
 namespace aiocomm::core {
 namespace {
@@ -138,10 +137,9 @@ void Connection::try_next_endpoint() {
       std::lock_guard lock(mutex_);
       if (state_ == State::closed) return;
       fd_ = std::move(fd);
+      // Even a connect that completed at once (loopback can) is finished by
+      // the writability event, so both paths go through on_ready().
       reactor_.watch(fd_.get(), platform::poll_write, shared_from_this());
-      if (!in_progress) {
-        // Connected at once (loopback can do that); finish on the next event.
-      }
       return;
     } catch (const std::system_error& e) {
       last_connect_error_ = e.what();

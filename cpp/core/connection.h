@@ -28,7 +28,6 @@ namespace aiocomm::core {
 
 class Connection;
 class Inbox;
-class Timer;
 
 // Why a connection ended; decides what happens to its outstanding requests.
 enum class CloseKind : std::uint8_t {
@@ -60,7 +59,6 @@ class ConnectionHost {
   virtual const Options& options() const = 0;
   virtual Inbox& inbox() = 0;
   virtual OutgoingTable& outgoing() = 0;
-  virtual Timer& timer() = 0;
   virtual ConnectionStats& connection_stats() = 0;
   // A request will be handed to the loop (the destroy path waits for these).
   virtual void dispatch_started() = 0;

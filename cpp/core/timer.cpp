@@ -21,7 +21,6 @@ void Timer::stop_and_join() {
   {
     std::lock_guard lock(mutex_);
     dropped.swap(pending_);
-    deadlines_.clear();
   }
 }
 
@@ -33,21 +32,9 @@ Timer::Id Timer::schedule(Clock::duration delay, std::function<void()> callback)
     id = next_id_++;
     auto when = Clock::now() + delay;
     pending_.emplace(std::make_pair(when, id), std::move(callback));
-    deadlines_.emplace(id, when);
   }
   changed_.notify_all();
   return id;
-}
-
-bool Timer::cancel(Id id) {
-  std::function<void()> dropped;
-  std::lock_guard lock(mutex_);
-  auto it = deadlines_.find(id);
-  if (it == deadlines_.end()) return false;
-  auto node = pending_.extract(std::make_pair(it->second, id));
-  deadlines_.erase(it);
-  dropped = std::move(node.mapped());
-  return true;
 }
 
 void Timer::run() {
@@ -64,7 +51,6 @@ void Timer::run() {
       continue;
     }
     auto callback = std::move(first->second);
-    deadlines_.erase(first->first.second);
     pending_.erase(first);
     lock.unlock();
     callback();

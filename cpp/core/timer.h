@@ -29,10 +29,8 @@ class Timer {
   // a timer callback.
   void stop_and_join();
 
-  // Any thread. Returns an id for cancel(); 0 when the timer is stopped.
+  // Any thread. Returns the callback's id; 0 when the timer is stopped.
   Id schedule(Clock::duration delay, std::function<void()> callback);
-  // Any thread. False when the callback already ran or is running.
-  bool cancel(Id id);
 
  private:
   void run();
@@ -40,7 +38,6 @@ class Timer {
   std::mutex mutex_;
   std::condition_variable changed_;
   std::map<std::pair<Clock::time_point, Id>, std::function<void()>> pending_;
-  std::map<Id, Clock::time_point> deadlines_;
   Id next_id_ = 1;
   bool stopping_ = false;
   std::thread thread_;
