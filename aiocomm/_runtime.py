@@ -172,14 +172,16 @@ class Runtime:
                     handle.flush_deferred()
 
     def defer(self) -> bool:
-        """Whether a send now joins an open batch. The first send of a loop
-        iteration goes out at once (no added latency at low load) and opens a
-        batch that the end of the iteration flushes."""
+        """Whether a send now joins an open batch, which the end of this loop
+        iteration flushes. The first send of an iteration opens the batch; it
+        goes out at once when no reply is awaited (no added latency at low
+        load), else it waits for the batch, so that the peer is woken once
+        for the lot rather than once for it and again for the rest."""
         if self.batching:
             return True
         self.batching = True
         self.loop.call_soon(self._end_batch)
-        return False
+        return bool(self.pending) or self.inbox.pending() > 0
 
     def _end_batch(self) -> None:
         self.batching = False

@@ -116,3 +116,39 @@ def test_native_gil_acquisitions_zero_in_fresh_process(
     for side in ("server", "client"):
         assert stats[side]["native_gil_acquisitions"] == 0, stats[side]
         assert stats[side]["inbox_wakeups"] < N, stats[side]
+
+
+async def test_writes_coalesce_under_load_and_go_direct_when_idle() -> None:
+    server = aiocomm.Communicator()
+    client = aiocomm.Communicator()
+    try:
+        adapter = server.create_object_adapter()
+        adapter.add(Echo(), "echo")
+        adapter.activate()
+        proxy = client.proxy(f"echo:{adapter.endpoints[0]}")
+        await proxy.invoke("echo", b"warm-up")
+
+        # One call at a time: nothing else is awaited, so each request
+        # leaves at once by its own write, with no batch to wait for.
+        before = client.stats()
+        for i in range(20):
+            assert await proxy.invoke("echo", bytes([i])) == bytes([i])
+        after = client.stats()
+        assert after["direct_writes"] - before["direct_writes"] == 20
+        assert after["write_calls"] - before["write_calls"] == 20
+
+        # 200 calls started in one loop iteration share a few writes (one
+        # batch, written in slices), and the server answers them in a few.
+        client_before, server_before = client.stats(), server.stats()
+        calls = 200
+        payloads = [i.to_bytes(2, "little") for i in range(calls)]
+        assert await asyncio.wait_for(
+            asyncio.gather(*(proxy.invoke("echo", p) for p in payloads)), 30) == payloads
+        client_after, server_after = client.stats(), server.stats()
+        client_writes = client_after["write_calls"] - client_before["write_calls"]
+        server_writes = server_after["write_calls"] - server_before["write_calls"]
+        assert 1 <= client_writes <= calls // 32 + 2, client_writes
+        assert 1 <= server_writes < calls // 4, server_writes
+    finally:
+        await client.destroy()
+        await server.destroy()

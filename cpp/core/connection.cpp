@@ -426,12 +426,32 @@ Connection::SendResult Connection::send(std::shared_ptr<const protocol::Bytes> m
 
 std::optional<bool> Connection::send_deferred(std::shared_ptr<const protocol::Bytes> message,
                                               std::int32_t sent_id) {
-  std::lock_guard lock(mutex_);
-  if (state_ == State::closed || close_sent_) return std::nullopt;
-  enqueue_locked(Queued{std::move(message), 0, sent_id});
-  bool started = !batch_open_;
-  batch_open_ = true;
+  std::vector<Event> sent;
+  bool started = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (state_ == State::closed || close_sent_) return std::nullopt;
+    std::size_t size = message->size();
+    enqueue_locked(Queued{std::move(message), 0, sent_id});
+    started = !batch_open_;
+    batch_open_ = true;
+    if (started) {
+      slice_count_ = 0;
+      slice_start_bytes_ = queued_bytes_ - size;
+    }
+    if (++slice_count_ >= slice_messages || queued_bytes_ - slice_start_bytes_ >= slice_bytes) {
+      write_slice_locked(sent);
+    }
+  }
+  host_.inbox().push_all(sent);
   return started;
+}
+
+void Connection::write_slice_locked(std::vector<Event>& sent) {
+  slice_count_ = 0;
+  // A failed write is left for the batch's flush(), which reports it.
+  if (state_ == State::active && !want_write_) flush_locked(sent);
+  slice_start_bytes_ = queued_bytes_;
 }
 
 void Connection::flush() {

@@ -879,6 +879,41 @@ TEST(server_dispatches_batch_requests) {
   CHECK_EQ(ops, "abc");
 }
 
+TEST(deferred_replies_leave_in_slices_before_the_batch_is_flushed) {
+  Node server;
+  auto adapter = server.comm->create_adapter("127.0.0.1", 0);
+  RawClient raw(adapter.address.port);
+  REQUIRE(raw.connected());
+  REQUIRE(raw.read(protocol::header_size).has_value());
+  constexpr int requests = 100;
+  protocol::Bytes burst;
+  for (int id = 1; id <= requests; ++id) {
+    auto one = ping_request(id);
+    burst.insert(burst.end(), one.begin(), one.end());
+  }
+  CHECK(raw.send(burst));
+  REQUIRE(server.loop.wait_request(requests - 1));
+
+  for (const auto& e : server.loop.events) {
+    if (e.kind == EventKind::request) server.comm->send_reply(e.connection_id, ok_reply(e, {}), true);
+  }
+  // Whole slices of 32 are on the wire before the batch ends, in order...
+  int id = 1;
+  for (; id <= 96; ++id) {
+    auto reply = raw.read_message();
+    REQUIRE(reply.has_value());
+    CHECK_EQ(protocol::load_int32(reply->data() + protocol::header_size), id);
+  }
+  // ...and the rest waits for the flush.
+  CHECK(!raw.read(1, 200ms).has_value());
+  server.comm->flush_deferred();
+  for (; id <= requests; ++id) {
+    auto reply = raw.read_message();
+    REQUIRE(reply.has_value());
+    CHECK_EQ(protocol::load_int32(reply->data() + protocol::header_size), id);
+  }
+}
+
 TEST(server_sends_heartbeats_and_closes_idle_connection) {
   core::Options o;
   o.idle_timeout = 300ms;
