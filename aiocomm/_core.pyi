@@ -12,15 +12,30 @@ class Inbox:
     def __init__(self) -> None: ...
     @property
     def fd(self) -> int: ...
-    def drain(self) -> list[tuple[Any, ...]]:
+    def drain(self, handle: Communicator | None,
+              deliver: Callable[[list[tuple[Any, ...]]], None]) -> list[tuple[Any, ...]]:
         """Delivers every queued event, in order: successful replies complete the futures
-        the inbox holds; the rest are returned. Event tuples by first item:
+        the inbox holds; requests for an active adapter's servant are dispatched here
+        (``handle`` sends their replies); the rest are returned, or handed to ``deliver``
+        before a request dispatched here so that order is kept. Event tuples by first item:
         0 reply (request_id, status, payload, detail, future | None);
         1 request (connection_id, adapter_id, request_id, name, category, facet, operation,
           mode, context, (major, minor), params);
         2 failed (request_id, code, text, future | None); 3 sent (request_id, future | None);
         4 log (level, text); 5 closed (futures still held).
         """
+    def configure_dispatch(self, current_type: type, current_var: Any, modes: tuple[Any, ...],
+                           finish: Callable[[Any, Any, BaseException | None], None]) -> None:
+        """What a natively dispatched request is made of: the Current class (its slots are
+        filled directly), the context variable naming the running dispatch, the operation
+        modes, and the runtime's method that finishes a dispatch whose result is not bytes."""
+    def activate_adapter(self, adapter_id: int, adapter: Any, servants: dict[Any, object]) -> None:
+        """Dispatch requests for ``adapter_id`` natively, from ``servants``."""
+    def deactivate_adapter(self, adapter_id: int) -> None: ...
+    def dispatching(self) -> int:
+        """Servant calls the native dispatch has under way."""
+    def native_dispatches(self) -> int:
+        """Requests whose servant the native dispatch has called."""
     def pending(self) -> int: ...
 
 class Target:

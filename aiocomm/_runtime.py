@@ -154,6 +154,10 @@ class Runtime:
         # one writev per connection flushes them at the end of the batch.
         self.batching = False
         self.reader_fd = inbox.fd
+        # The common request (a plain method of a servant registered on an
+        # active adapter, returning bytes) is dispatched natively, during the
+        # drain; the rest comes here. Adapters register while active.
+        inbox.configure_dispatch(Current, current_dispatch, _MODES, self._finish_native)
         loop.add_reader(self.reader_fd, self.on_readable)
 
     # ------------------------------------------------------------ inbox
@@ -163,7 +167,7 @@ class Runtime:
         opened = not self.batching
         self.batching = True
         try:
-            self._deliver(self.inbox.drain())
+            self._deliver(self.inbox.drain(self.handle_ref(), self._deliver))
         finally:
             if opened:
                 self.batching = False
@@ -360,13 +364,7 @@ class Runtime:
         token = current_dispatch.set(current)
         try:
             result = method(params, current)
-            if result is not None and type(result) is not bytes and isinstance(result, Awaitable):
-                coroutine = result if asyncio.iscoroutine(result) else _await(result)
-                if _EAGER:
-                    asyncio.Task(self._run_async(handle, current, coroutine), loop=self.loop,
-                                 eager_start=True)  # type: ignore[call-arg]
-                else:
-                    self.loop.create_task(self._run_async(handle, current, coroutine))
+            if self._started_async(handle, current, result):
                 return
         except Exception as exc:
             self._finish_error(handle, current, exc)
@@ -374,6 +372,30 @@ class Runtime:
         finally:
             current_dispatch.reset(token)
         self._finish_ok(handle, current, result)
+
+    def _started_async(self, handle: _core.Communicator, current: Current, result: Any) -> bool:
+        """Runs an awaitable result as a task that replies when it is done."""
+        if result is None or type(result) is bytes or not isinstance(result, Awaitable):
+            return False
+        coroutine = result if asyncio.iscoroutine(result) else _await(result)
+        if _EAGER:
+            asyncio.Task(self._run_async(handle, current, coroutine), loop=self.loop,
+                         eager_start=True)  # type: ignore[call-arg]
+        else:
+            self.loop.create_task(self._run_async(handle, current, coroutine))
+        return True
+
+    def _finish_native(self, current: Current, result: Any, error: Exception | None) -> None:
+        """Ends a dispatch whose servant the drain called natively but whose
+        outcome is not plain bytes: a coroutine, an exception, a wrong type."""
+        handle = current._handle
+        self.in_flight += 1
+        if current.adapter is not None:
+            current.adapter._in_flight += 1
+        if error is not None:
+            self._finish_error(handle, current, error)
+        elif not self._started_async(handle, current, result):
+            self._finish_ok(handle, current, result)
 
     async def _run_async(self, handle: _core.Communicator, current: Current,
                          coroutine: Any) -> None:

@@ -127,6 +127,9 @@ class ObjectAdapter:
             return
         for event in held:
             self._runtime.dispatch(handle, self, event)
+        if self._active and not self._deactivated:
+            for core_id in self._core_ids:
+                self._runtime.inbox.activate_adapter(core_id, self, self._servants)
 
     def deactivate(self) -> asyncio.Future[None]:
         """Stops accepting connections and requests, closes this adapter's
@@ -135,6 +138,7 @@ class ObjectAdapter:
         loop = self._runtime.loop
         if not self._deactivated:
             self._deactivated = True
+            self._stop_native_dispatch()
             handle = self._runtime.handle_ref()
             if handle is not None and not handle.destroying:
                 for core_id in self._core_ids:
@@ -163,8 +167,13 @@ class ObjectAdapter:
         for event in held:
             self._runtime._refuse(handle, event)
 
+    def _stop_native_dispatch(self) -> None:
+        for core_id in self._core_ids:
+            self._runtime.inbox.deactivate_adapter(core_id)
+
     def _on_communicator_closed(self) -> None:
         self._deactivated = True
+        self._stop_native_dispatch()
         self._held.clear()
         self._wake_idle_waiters()
 

@@ -316,7 +316,9 @@ class Communicator:
         runtime = self._runtime
         counters["pending_invocations"] = (
             len(runtime.pending) + runtime.inbox.pending() if runtime else 0)
-        counters["python_dispatches_in_flight"] = runtime.in_flight if runtime else 0
+        counters["native_dispatches"] = self._inbox.native_dispatches()
+        counters["python_dispatches_in_flight"] = (
+            runtime.in_flight + runtime.inbox.dispatching() if runtime else 0)
         return counters
 
     @property

@@ -7,6 +7,7 @@
 #include <memory>
 #include <unordered_map>
 
+#include "binding/native_dispatch.h"
 #include "core/inbox.h"
 
 namespace aiocomm::binding {
@@ -45,6 +46,7 @@ class FutureTable {
 struct PyInbox {
   std::shared_ptr<core::Inbox> inbox = std::make_shared<core::Inbox>();
   std::shared_ptr<FutureTable> futures = std::make_shared<FutureTable>();
+  NativeDispatch dispatch;
 };
 
 void bind_inbox(py::module_& m);

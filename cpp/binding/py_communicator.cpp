@@ -15,6 +15,7 @@
 
 #include "binding/bindings.h"
 #include "binding/gil.h"
+#include "binding/handle.h"
 #include "core/communicator.h"
 
 namespace aiocomm::binding {
@@ -34,37 +35,6 @@ void remember(const std::shared_ptr<Core>& c) {
 
 struct PyTarget {
   std::shared_ptr<const core::Target> target;
-};
-
-class Handle {
- public:
-  Handle(PyInbox& inbox, const core::Options& options)
-      : core_(std::make_shared<Core>(options, inbox.inbox)), futures_(inbox.futures) {
-    remember(core_);
-  }
-
-  Handle(const Handle&) = delete;
-  Handle& operator=(const Handle&) = delete;
-
-  ~Handle() {
-    auto last = std::move(core_);
-    if (!last) return;
-    // While finalizing, atexit has already joined every native thread, and
-    // nothing can be waiting for the GIL.
-    if (release_gil_on_dealloc.load() && PyGILState_Check() && !interpreter_finalizing()) {
-      py::gil_scoped_release release;
-      last.reset();
-    } else {
-      last.reset();
-    }
-  }
-
-  Core& core() { return *core_; }
-  FutureTable& futures() { return *futures_; }
-
- private:
-  std::shared_ptr<Core> core_;
-  std::shared_ptr<FutureTable> futures_;  // the inbox's: replies complete them
 };
 
 std::chrono::milliseconds millis(double seconds) {
@@ -125,6 +95,24 @@ void teardown_all() {
 }
 
 }  // namespace
+
+Handle::Handle(PyInbox& inbox, const core::Options& options)
+    : core_(std::make_shared<Core>(options, inbox.inbox)), futures_(inbox.futures) {
+  remember(core_);
+}
+
+Handle::~Handle() {
+  auto last = std::move(core_);
+  if (!last) return;
+  // While finalizing, atexit has already joined every native thread, and
+  // nothing can be waiting for the GIL.
+  if (release_gil_on_dealloc.load() && PyGILState_Check() && !interpreter_finalizing()) {
+    py::gil_scoped_release release;
+    last.reset();
+  } else {
+    last.reset();
+  }
+}
 
 void bind_communicator(py::module_& m) {
   py::class_<PyTarget>(m, "Target")

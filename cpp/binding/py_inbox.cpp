@@ -3,6 +3,7 @@
 #include <pybind11/stl.h>
 
 #include "binding/bindings.h"
+#include "binding/handle.h"
 
 namespace aiocomm::binding {
 namespace {
@@ -66,10 +67,15 @@ void complete(PyObject* future, PyObject* value) {
   if (PyErr_Occurred()) PyErr_WriteUnraisable(future);
 }
 
-py::list drain(PyInbox& self) {
+// `handle` (None once collected) sends the replies of requests dispatched
+// here; `deliver` takes the events that are left to Python, in order: those
+// gathered so far go to it before each native dispatch, so that requests
+// are dispatched in the order they arrived.
+py::list drain(PyInbox& self, const py::object& handle_object, const py::object& deliver) {
   std::vector<Event> events;
   self.inbox->take_all(events);
   auto& futures = *self.futures;
+  Handle* handle = handle_object.is_none() ? nullptr : &handle_object.cast<Handle&>();
   py::list out;
   for (auto& e : events) {
     if (e.kind == EventKind::reply && e.code == 0) {
@@ -79,6 +85,11 @@ py::list drain(PyInbox& self) {
         complete(future.ptr(), to_bytes(e.body).ptr());
         continue;
       }
+    } else if (e.kind == EventKind::request && handle != nullptr) {
+      if (PyList_GET_SIZE(out.ptr()) > 0 && self.dispatch.dispatches(e)) {
+        deliver(std::exchange(out, py::list()));
+      }
+      if (self.dispatch.try_dispatch(e, *handle, handle_object.ptr())) continue;
     }
     out.append(to_tuple(e, futures));
   }
@@ -88,12 +99,42 @@ py::list drain(PyInbox& self) {
 }  // namespace
 
 void bind_inbox(py::module_& m) {
-  py::class_<PyInbox>(m, "Inbox")
+  // Collectable: the dispatch state holds adapters and servants, which may
+  // hold the runtime that holds this inbox.
+  py::class_<PyInbox>(m, "Inbox", py::custom_type_setup([](PyHeapTypeObject* heap_type) {
+                        auto* type = &heap_type->ht_type;
+                        type->tp_flags |= Py_TPFLAGS_HAVE_GC;
+                        type->tp_traverse = [](PyObject* self, visitproc visit, void* arg) {
+                          Py_VISIT(Py_TYPE(self));
+                          return py::cast<PyInbox&>(py::handle(self)).dispatch.traverse(visit, arg);
+                        };
+                        type->tp_clear = [](PyObject* self) {
+                          py::cast<PyInbox&>(py::handle(self)).dispatch.clear();
+                          return 0;
+                        };
+                      }))
       .def(py::init<>())
       .def_property_readonly("fd", [](const PyInbox& self) { return self.inbox->fd(); })
-      .def("drain", &drain,
+      .def("drain", &drain, py::arg("handle"), py::arg("deliver"),
            "Deliver every event queued so far, in order (loop thread): complete the futures "
-           "of successful replies, return the other events.")
+           "of successful replies, dispatch the common requests, return the other events.")
+      .def("configure_dispatch",
+           [](PyInbox& self, py::object current_type, py::object current_var, py::tuple modes,
+              py::object finish) {
+             self.dispatch.configure(std::move(current_type), std::move(current_var),
+                                     std::move(modes), std::move(finish));
+           },
+           py::arg("current_type"), py::arg("current_var"), py::arg("modes"), py::arg("finish"))
+      .def("activate_adapter",
+           [](PyInbox& self, std::uint32_t adapter_id, py::object adapter, py::dict servants) {
+             self.dispatch.activate(adapter_id, std::move(adapter), std::move(servants));
+           })
+      .def("deactivate_adapter",
+           [](PyInbox& self, std::uint32_t adapter_id) { self.dispatch.deactivate(adapter_id); })
+      .def("dispatching", [](const PyInbox& self) { return self.dispatch.calls_in_progress(); },
+           "How many servant calls the native dispatch has under way.")
+      .def("native_dispatches", [](const PyInbox& self) { return self.dispatch.dispatched(); },
+           "How many requests the native dispatch has called a servant for.")
       .def("pending", [](const PyInbox& self) { return self.futures->size(); },
            "How many invocations' futures the native side holds.");
 }

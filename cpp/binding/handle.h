@@ -1,0 +1,29 @@
+// The Communicator handle: the Python object that owns the core. Shared by
+// the binding's files: the inbox's drain sends the replies of the requests
+// it dispatches natively through it.
+#pragma once
+
+#include <memory>
+
+#include "binding/bindings.h"
+#include "core/communicator.h"
+
+namespace aiocomm::binding {
+
+class Handle {
+ public:
+  Handle(PyInbox& inbox, const core::Options& options);
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  // Drops the last core reference with the GIL released (py_communicator.cpp).
+  ~Handle();
+
+  core::Communicator& core() { return *core_; }
+  FutureTable& futures() { return *futures_; }
+
+ private:
+  std::shared_ptr<core::Communicator> core_;
+  std::shared_ptr<FutureTable> futures_;  // the inbox's: replies complete them
+};
+
+}  // namespace aiocomm::binding

@@ -1,0 +1,79 @@
+// The common request, dispatched without a Python frame of ours: a plain
+// servant method on an active adapter, called from the inbox's drain, its
+// bytes result encoded and queued for the batch's write. Everything else
+// (held or refused requests, default servants, built-in and unknown
+// operations, ice_invoke, coroutines, exceptions, non-bytes results) goes
+// to the Python runtime, which stays the reference for what a dispatch does.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+
+#include "core/event.h"
+
+namespace aiocomm::binding {
+
+namespace py = pybind11;
+
+class Handle;
+
+class NativeDispatch {
+ public:
+  // The Python pieces a dispatch is made of; see Runtime.__init__.
+  void configure(py::object current_type, py::object current_var, py::tuple modes,
+                 py::object finish);
+  // Requests for `adapter_id` are dispatched natively while the adapter is
+  // active; `servants` is its (identity, facet) -> servant dict.
+  void activate(std::uint32_t adapter_id, py::object adapter, py::dict servants);
+  void deactivate(std::uint32_t adapter_id);
+
+  // The garbage collector's view: the servants may refer back to the
+  // runtime that holds the inbox that holds them.
+  int traverse(visitproc visit, void* arg);
+  void clear();
+
+  // Whether `e` may be dispatched here (try_dispatch may still decline it).
+  bool dispatches(const core::Event& e) const {
+    return configured_ && adapters_.contains(e.adapter_id);
+  }
+  // Dispatches `e` and returns true, or returns false and leaves it, untouched,
+  // to the Python runtime. Loop thread, with the GIL, while `handle` lives.
+  bool try_dispatch(core::Event& e, Handle& handle, PyObject* handle_object);
+  // Servant calls under way here (a servant that reads stats counts itself).
+  int calls_in_progress() const noexcept { return calls_in_progress_; }
+  std::uint64_t dispatched() const noexcept { return dispatched_; }
+
+ private:
+  struct Adapter {
+    py::object adapter;
+    py::dict servants;
+  };
+  PyObject* servant_for(const Adapter& adapter, PyObject* name, PyObject* category,
+                        PyObject* facet);
+  py::object operation_name(const std::string& operation);
+  py::object make_current(const Adapter& adapter, const core::Event& e, PyObject* name,
+                          PyObject* category, PyObject* facet, PyObject* operation,
+                          PyObject* handle_object);
+  void reset_current(PyObject* token);
+  void reply(Handle& handle, const core::Event& e, PyObject* current, PyObject* result);
+
+  bool configured_ = false;
+  int calls_in_progress_ = 0;
+  std::uint64_t dispatched_ = 0;
+  py::object current_type_;
+  py::object current_var_;
+  py::tuple modes_;
+  py::object finish_;  // Runtime._finish_native(current, result, error)
+  // Current's slots, by name, so a Current is made without its __init__.
+  std::unordered_map<std::string, PyMemberDef*> slots_;
+  std::unordered_map<std::uint32_t, Adapter> adapters_;
+  // Operation names as interned strings: getattr with them skips hashing.
+  std::unordered_map<std::string, py::object> operations_;
+  py::object empty_;
+  py::object encoding_1_1_;
+};
+
+}  // namespace aiocomm::binding
