@@ -141,6 +141,7 @@ class Runtime:
     def __init__(self, loop: asyncio.AbstractEventLoop, inbox: _core.Inbox,
                  handle: _core.Communicator) -> None:
         self.loop = loop
+        self.create_future = loop.create_future
         self.thread_id = threading.get_ident()  # the loop's thread: it binds while running
         self.inbox = inbox
         self.handle_ref = weakref.ref(handle)
@@ -413,11 +414,14 @@ class Runtime:
     def _finish_ok(self, handle: _core.Communicator, current: Current, result: Any) -> None:
         if result is None:
             result = b""
-        elif type(result) is not bytes and not isinstance(result, bytes | bytearray | memoryview):
-            error = TypeError(f"servant operation {current.operation!r} returned "
-                              f"{type(result).__name__}; expected a bytes-like object or None")
-            self._finish_error(handle, current, error)
-            return
+        elif type(result) is not bytes:
+            if not isinstance(result, bytes | bytearray | memoryview):
+                error = TypeError(f"servant operation {current.operation!r} returned "
+                                  f"{type(result).__name__}; expected a bytes-like object or None")
+                self._finish_error(handle, current, error)
+                return
+            if isinstance(result, memoryview) and not result.c_contiguous:
+                result = result.tobytes()  # the wire takes one contiguous run
         try:
             if not current._released:
                 if current.request_id:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from . import _core
 from ._encoding import decode_bool, decode_string, decode_string_seq, encode_string
 from ._proxy_string import Endpoint, format_endpoint
-from .errors import CommunicatorDestroyedError
+from .errors import CommunicatorDestroyedError, MessageSizeError
 from .identity import Identity
 
 if TYPE_CHECKING:
@@ -87,6 +87,17 @@ class Proxy:
             context = _checked_context(context)
         handle = communicator._handle
         del communicator  # a pending call does not keep the communicator alive
+        if timeout is None and not self._oneway:
+            # The common call: one native step, its future completed natively.
+            try:
+                return handle.call(self._target, self._prefix, operation,  # type: ignore[no-any-return]
+                                   _IDEMPOTENT if idempotent else _NORMAL, context, payload,
+                                   idempotent, runtime.batching or runtime.defer(),
+                                   runtime.create_future)
+            except _core.DestroyedError:
+                raise CommunicatorDestroyedError("the communicator has been destroyed") from None
+            except _core.MessageSizeError as error:
+                raise MessageSizeError(str(error)) from None
         return runtime.invoke(handle, self._target, self._prefix, operation,
                               _IDEMPOTENT if idempotent else _NORMAL, context, payload,
                               self._oneway, idempotent, timeout)

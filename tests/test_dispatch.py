@@ -171,6 +171,15 @@ async def test_payload_as_bytearray_and_memoryview(srv: Server) -> None:
     assert await proxy.invoke("echo", memoryview(b"xxdefxx")[2:5]) == b"def"
 
 
+async def test_strided_memoryview_result_is_sent_as_its_bytes(srv: Server) -> None:
+    class S:
+        def every_other(self, payload: bytes, current: aiocomm.Current) -> memoryview:
+            return memoryview(payload)[::2]
+
+    proxy = srv.add(S(), "s")
+    assert await proxy.invoke("every_other", b"abcdef") == b"ace"
+
+
 @pytest.mark.parametrize("bad", [123, "text", [1, 2], object()])
 async def test_wrong_result_type_is_unknown_error_and_logged(
         srv: Server, caplog: pytest.LogCaptureFixture, bad: object) -> None:

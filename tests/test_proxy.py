@@ -678,3 +678,35 @@ async def test_wrong_loop_from_another_thread(srv: Server) -> None:
     assert isinstance(outcome.get("adapter"), aiocomm.WrongLoopError), outcome
     # The communicator still works on its own loop.
     assert await srv.proxy.invoke("echo", b"ok") == b"ok"
+
+
+@pytest.mark.parametrize("timeout", [None, 5.0], ids=["native-future", "timed"])
+async def test_local_payload_errors_on_both_call_paths(timeout: float | None) -> None:
+    # A call without a timeout takes one native step; with one, the runtime
+    # keeps its future and timer. Both refuse bad payloads the same way.
+    server = aiocomm.Communicator()
+    client = aiocomm.Communicator(message_size_max=2000)
+    try:
+        adapter = server.create_object_adapter()
+
+        class Echo:
+            def echo(self, payload: bytes, current: aiocomm.Current) -> bytes:
+                return payload
+
+        adapter.add(Echo(), "e")
+        adapter.activate()
+        proxy = client.proxy(f"e:{adapter.endpoints[0]}")
+        with pytest.raises(aiocomm.MessageSizeError):
+            proxy.invoke("echo", b"x" * 5000, timeout=timeout)
+        with pytest.raises(ValueError, match="contiguous"):
+            proxy.invoke("echo", memoryview(b"abcdef")[::2], timeout=timeout)
+        with pytest.raises(TypeError):
+            proxy.invoke("echo", "text", timeout=timeout)  # type: ignore[arg-type]
+        assert await proxy.invoke("echo", memoryview(b"abcdef")[1:3], timeout=timeout) == b"bc"
+        assert client.stats()["pending_invocations"] == 0
+        await client.destroy()
+        with pytest.raises(aiocomm.CommunicatorDestroyedError):
+            proxy.invoke("echo", b"late", timeout=timeout)
+    finally:
+        await client.destroy()
+        await server.destroy()

@@ -41,14 +41,6 @@ std::chrono::milliseconds millis(double seconds) {
   return std::chrono::milliseconds(static_cast<std::int64_t>(std::max(0.0, seconds) * 1000.0));
 }
 
-protocol::ByteView view_of(const py::buffer_info& info) {
-  if (info.ndim > 1 && info.strides.back() != info.itemsize) {
-    throw py::value_error("payload must be a contiguous buffer");
-  }
-  return protocol::ByteView(static_cast<const std::uint8_t*>(info.ptr),
-                            static_cast<std::size_t>(info.size * info.itemsize));
-}
-
 protocol::Context to_context(const py::object& context) {
   protocol::Context out;
   if (context.is_none()) return out;
@@ -57,6 +49,37 @@ protocol::Context to_context(const py::object& context) {
   }
   return out;
 }
+
+// A payload's bytes, borrowed for the duration of a call: bytes directly,
+// any other object through the buffer protocol.
+class PayloadView {
+ public:
+  explicit PayloadView(PyObject* payload) {
+    if (PyBytes_CheckExact(payload)) {
+      view_ = protocol::ByteView(reinterpret_cast<const std::uint8_t*>(PyBytes_AS_STRING(payload)),
+                                 static_cast<std::size_t>(PyBytes_GET_SIZE(payload)));
+      return;
+    }
+    if (PyObject_GetBuffer(payload, &buffer_, PyBUF_C_CONTIGUOUS) < 0) {
+      PyErr_Clear();
+      throw py::value_error("payload must be a contiguous buffer");
+    }
+    held_ = true;
+    view_ = protocol::ByteView(static_cast<const std::uint8_t*>(buffer_.buf),
+                               static_cast<std::size_t>(buffer_.len));
+  }
+  PayloadView(const PayloadView&) = delete;
+  PayloadView& operator=(const PayloadView&) = delete;
+  ~PayloadView() {
+    if (held_) PyBuffer_Release(&buffer_);
+  }
+  protocol::ByteView get() const noexcept { return view_; }
+
+ private:
+  Py_buffer buffer_{};
+  bool held_ = false;
+  protocol::ByteView view_;
+};
 
 py::tuple address_tuple(const platform::Address& a) { return py::make_tuple(a.host, a.port); }
 
@@ -160,14 +183,14 @@ void bind_communicator(py::module_& m) {
            py::call_guard<py::gil_scoped_release>())
       .def("invoke",
            [](Handle& self, const PyTarget& target, py::bytes identity_facet,
-              std::string_view operation, int mode, const py::object& context, py::buffer params,
+              std::string_view operation, int mode, const py::object& context, const py::handle& params,
               bool oneway, bool idempotent, bool defer, py::object future) {
              std::string_view prefix = identity_facet;
-             auto info = params.request();
+             PayloadView payload(params.ptr());
              auto result = self.core().invoke(
                  target.target,
                  protocol::ByteView(reinterpret_cast<const std::uint8_t*>(prefix.data()), prefix.size()),
-                 operation, static_cast<std::uint8_t>(mode), to_context(context), view_of(info),
+                 operation, static_cast<std::uint8_t>(mode), to_context(context), payload.get(),
                  oneway, idempotent, defer);
              // File the future before any reply can be drained (the drain
              // runs on this same thread, later).
@@ -177,17 +200,36 @@ void bind_communicator(py::module_& m) {
            py::arg("target"), py::arg("identity_facet"), py::arg("operation"), py::arg("mode"),
            py::arg("context"), py::arg("params"), py::arg("oneway"), py::arg("idempotent"),
            py::arg("defer") = false, py::arg("future") = py::none())
+      // The common invocation in one call: a twoway request whose future the
+      // inbox holds and completes (no timeout, so no timer of Python's).
+      .def("call",
+           [](Handle& self, const PyTarget& target, const py::bytes& identity_facet,
+              std::string_view operation, int mode, const py::object& context,
+              const py::handle& params, bool idempotent, bool defer,
+              const py::object& create_future) {
+             py::object future = create_future();
+             std::string_view prefix = identity_facet;
+             PayloadView payload(params.ptr());
+             auto result = self.core().invoke(
+                 target.target,
+                 protocol::ByteView(reinterpret_cast<const std::uint8_t*>(prefix.data()), prefix.size()),
+                 operation, static_cast<std::uint8_t>(mode), to_context(context), payload.get(),
+                 false, idempotent, defer);
+             // Filed before any reply can be drained (on this thread, later).
+             self.futures().put(result.id, future);
+             return future;
+           })
       .def("flush_deferred", [](Handle& self) { self.core().flush_deferred(); })
       .def("cancel", [](Handle& self, std::int32_t id) { self.core().cancel(id); })
       .def("reply",
            [](Handle& self, std::uint64_t connection_id, std::int32_t request_id, int status,
-              std::pair<int, int> encoding, py::buffer payload, bool defer) {
-             auto info = payload.request();
+              std::pair<int, int> encoding, const py::handle& payload, bool defer) {
+             PayloadView view(payload.ptr());
              auto message = std::make_shared<protocol::Bytes>();
              protocol::encode_reply_payload(
                  *message, request_id, static_cast<protocol::ReplyStatus>(status),
                  {static_cast<std::uint8_t>(encoding.first), static_cast<std::uint8_t>(encoding.second)},
-                 view_of(info));
+                 view.get());
              self.core().send_reply(connection_id, std::move(message), defer);
            },
            py::arg("connection_id"), py::arg("request_id"), py::arg("status"), py::arg("encoding"),

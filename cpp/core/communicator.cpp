@@ -19,13 +19,6 @@ Clock::duration scan_interval(const Options& o) {
                                      std::chrono::milliseconds(1000));
 }
 
-// How a single endpoint is named in the connection registry; a one-endpoint
-// target's key (built by the Python layer) is the same string.
-std::string endpoint_key(const Endpoint& endpoint) {
-  return (endpoint.host == "*" || endpoint.host.empty() ? std::string("127.0.0.1") : endpoint.host) +
-         "/" + std::to_string(endpoint.port);
-}
-
 ErrorCode error_for(CloseKind kind) {
   switch (kind) {
     case CloseKind::refused:
@@ -136,7 +129,7 @@ std::shared_ptr<Connection> Communicator::client_connection(
     // An established connection to any of the endpoints, in order; else one
     // already connecting for this very target.
     for (const auto& endpoint : target->endpoints) {
-      auto it = client_connections_.find(endpoint_key(endpoint));
+      auto it = client_connections_.find(endpoint.key);
       if (it != client_connections_.end() && it->second->usable()) return it->second;
     }
     auto it = client_connections_.find(target->key);
@@ -307,7 +300,7 @@ std::optional<std::pair<platform::Address, platform::Address>> Communicator::con
 void Communicator::on_client_connected(const std::shared_ptr<Connection>& connection,
                                        const Endpoint& endpoint) {
   std::lock_guard lock(registry_mutex_);
-  auto& slot = client_connections_[endpoint_key(endpoint)];
+  auto& slot = client_connections_[endpoint.key];
   if (!slot || !slot->usable()) slot = connection;
 }
 

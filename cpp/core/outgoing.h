@@ -17,8 +17,22 @@
 namespace aiocomm::core {
 
 struct Endpoint {
+  Endpoint() = default;
+  Endpoint(std::string host_name, int port_number)
+      : host(std::move(host_name)), port(port_number), key(registry_key(host, port)) {}
+
   std::string host;
   int port = 0;
+  // How the endpoint is named in the connection registry, made once: every
+  // invocation looks its connection up by it. A one-endpoint target's key
+  // (built by the Python layer) is the same string.
+  std::string key;
+
+ private:
+  static std::string registry_key(const std::string& host, int port) {
+    return (host == "*" || host.empty() ? std::string("127.0.0.1") : host) + "/" +
+           std::to_string(port);
+  }
 };
 
 // Where an invocation goes: the endpoints to try in order, and the key under
