@@ -263,6 +263,7 @@ bool Connection::parse_messages() {
     if (available.size() < size) {
       read_buffer_.reserve_message(size);  // bounded by message_size_max
       if (partial_since_.load() == 0) partial_since_ = now_nanos();
+      deliver_parsed();
       return true;
     }
     partial_since_ = 0;
@@ -282,13 +283,17 @@ bool Connection::parse_messages() {
       return false;
     }
     read_buffer_.consume(size);
-    if (state() == State::closed) return false;
+    if (state() == State::closed) {
+      deliver_parsed();
+      return false;
+    }
   }
   if (read_buffer_.size() > 0) {
     if (partial_since_.load() == 0) partial_since_ = now_nanos();
   } else {
     partial_since_ = 0;
   }
+  deliver_parsed();
   return true;
 }
 
@@ -342,7 +347,7 @@ void Connection::handle_reply(protocol::ByteView body) {
   event.facet = std::move(reply.facet);
   event.operation = std::move(reply.operation);
   event.text = std::move(reply.message);
-  host_.inbox().push(std::move(event));
+  parsed_.push_back(std::move(event));
 }
 
 void Connection::handle_requests(std::vector<protocol::Request> requests) {
@@ -359,8 +364,6 @@ void Connection::handle_requests(std::vector<protocol::Request> requests) {
     }
     return;
   }
-  std::vector<Event> events;
-  events.reserve(requests.size());
   {
     std::lock_guard lock(mutex_);
     // Once a graceful close has begun, new requests are not dispatched; the
@@ -383,10 +386,11 @@ void Connection::handle_requests(std::vector<protocol::Request> requests) {
     event.context = std::move(request.context);
     event.encoding = request.encoding;
     event.body.assign(request.params.begin(), request.params.end());
-    events.push_back(std::move(event));
+    parsed_.push_back(std::move(event));
   }
-  host_.inbox().push_all(events);
 }
+
+void Connection::deliver_parsed() { host_.inbox().push_all(parsed_); }
 
 Connection::SendResult Connection::send(std::shared_ptr<const protocol::Bytes> message,
                                         std::int32_t sent_id) {
@@ -601,6 +605,7 @@ void Connection::abort(CloseKind kind, std::string reason) {
 }
 
 void Connection::close_now(CloseKind kind, const std::string& reason) {
+  deliver_parsed();  // what arrived before the close is delivered before it
   std::deque<Queued> dropped;
   {
     std::lock_guard lock(mutex_);

@@ -156,6 +156,9 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   void handle_message(protocol::MessageType type, protocol::ByteView body);
   void handle_reply(protocol::ByteView body);
   void handle_requests(std::vector<protocol::Request> requests);
+  // Replies and requests parsed from one read reach the inbox together:
+  // one lock, and at most one wake-up of the loop, per read.
+  void deliver_parsed();
   // mutex_ held. Writes what the socket takes; false on a socket error.
   bool flush_locked(std::vector<Event>& sent);
   void write_slice_locked(std::vector<Event>& sent);
@@ -205,6 +208,7 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   platform::Address peer_;
 
   // Reactor thread only.
+  std::vector<Event> parsed_;  // see deliver_parsed()
   std::size_t endpoint_index_ = 0;  // the next endpoint to try
   std::size_t trying_endpoint_ = 0;  // the endpoint the addresses belong to
   std::vector<platform::ResolvedAddress> addresses_;

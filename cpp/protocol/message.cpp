@@ -201,6 +201,8 @@ Reply decode_reply(ByteView body) {
 void encode_reply_payload(Bytes& out, std::int32_t request_id, ReplyStatus status,
                           EncodingVersion encoding, ByteView payload) {
   auto start = out.size();
+  // Header, request id, status, encapsulation header: one allocation.
+  out.reserve(start + header_size + 11 + payload.size());
   begin_message(out, MessageType::reply);
   Writer w(out);
   w.int32(request_id);
