@@ -124,6 +124,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+# Native GIL takes per 1000 requests that --require-aiocomm tolerates (issue 4).
+GIL_TAKES_MAX = 10
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = Config(
@@ -149,6 +153,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.require_aiocomm and subject_missing:
         print("FAILED: aiocomm is missing (--require-aiocomm)", file=sys.stderr)
         return 1
+    if args.require_aiocomm:
+        # A property, not a speed: native threads stay off the GIL under load.
+        for cell in results.cells:
+            if cell.peer != SUBJECT or cell.status != "ok" or not cell.requests:
+                continue
+            takes = 1000 * cell.counters.get("native_gil_acquisitions", 0) / cell.requests
+            if takes >= GIL_TAKES_MAX:
+                print(f"FAILED: aiocomm's native threads took the GIL {takes:.1f} times per 1000 "
+                      f"requests ({cell.loop}, {cell.payload} B x{cell.inflight}); the limit is "
+                      f"{GIL_TAKES_MAX}", file=sys.stderr)
+                return 1
     return 0
 
 

@@ -85,8 +85,27 @@ def format_table(results: Results) -> str:
     out = [line(header), line(["-" * w for w in widths])]
     out += [line(r) if r else "" for r in rows]
     out += ["", RATIO_NOTE]
+    out += _counter_notes(results)
     out += _notes(results)
     return "\n".join(out)
+
+
+# aiocomm's client-side counters, per 1000 requests of the measured window.
+COUNTERS = (("native_gil_acquisitions", "GIL takes"), ("inbox_wakeups", "loop wake-ups"),
+            ("write_calls", "writes"), ("read_calls", "reads"))
+
+
+def _counter_notes(results: Results) -> list[str]:
+    rows = [c for c in _sorted(results.cells)
+            if c.peer == SUBJECT and c.status == "ok" and c.counters and c.requests]
+    if not rows:
+        return []
+    out = ["", f"{SUBJECT} client counters per 1000 requests (comm.stats(), measured window):"]
+    for c in rows:
+        per = {label: 1000 * c.counters.get(key, 0) / (c.requests or 1) for key, label in COUNTERS}
+        text = ", ".join(f"{label} {value:.1f}" for label, value in per.items())
+        out.append(f"  {c.loop} {_size(c.payload)} x{c.inflight}: {text}")
+    return out
 
 
 def _notes(results: Results) -> list[str]:

@@ -64,6 +64,9 @@ class Cell:
     reason: str = ""
     python: str = ""
     loop_impl: str = ""
+    # The client's own counters over the measured window, for peers that
+    # have them (aiocomm: comm.stats() deltas).
+    counters: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -378,6 +381,7 @@ def run_pair(spec: PeerSpec, status: PeerStatus, loop: str, config: Config) -> l
                     p99_us=item["p99_us"],
                     requests=item["requests"],
                     loop_impl=item.get("loop_impl", ""),
+                    counters=item.get("counters", {}),
                 )
             )
     return cells

@@ -42,6 +42,7 @@ async def connect(host: str, port: int) -> AsyncIterator[Call]:
             reply: bytes = await proxy.invoke("echo", payload)
             return reply
 
+        call.counters = communicator.stats  # type: ignore[attr-defined]
         yield call
 
 

@@ -93,6 +93,16 @@ async def measure(
     both sent and answered inside it.
     """
     clock = time.perf_counter_ns
+    # A peer's call may carry `counters() -> dict[str, int]`: its library's
+    # own counters, reported as their change over the measured window.
+    read_counters: Callable[[], dict[str, int]] | None = getattr(call, "counters", None)
+    counters_at_start: dict[str, int] = {}
+
+    async def snapshot_at_start() -> None:
+        await asyncio.sleep(warmup)
+        if read_counters is not None:
+            counters_at_start.update(read_counters())
+
     t_start = clock() + int(warmup * 1e9)
     t_end = t_start + int(seconds * 1e9)
     latencies: list[int] = []
@@ -116,8 +126,14 @@ async def measure(
                     latencies.append(t1 - t0)
 
     async with asyncio.TaskGroup() as group:
+        snapshot = group.create_task(snapshot_at_start())
         for _ in range(inflight):
             group.create_task(worker())
+    counters: dict[str, int] = {}
+    if read_counters is not None and snapshot.done():
+        end = read_counters()
+        counters = {k: end[k] - counters_at_start.get(k, 0) for k in end
+                    if isinstance(end[k], int)}
     if completed == 0:
         raise RuntimeError("no request completed inside the measured window")
     latencies.sort()
@@ -131,6 +147,7 @@ async def measure(
         "p50_us": percentile(latencies, 0.50),
         "p99_us": percentile(latencies, 0.99),
         "loop_impl": f"{type(loop).__module__}.{type(loop).__qualname__}",
+        "counters": counters,
     }
 
 

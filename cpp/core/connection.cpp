@@ -224,6 +224,9 @@ void Connection::on_readable() {
       read_buffer_.commit(static_cast<std::size_t>(n));
       last_read_ = now_nanos();
       if (!parse_messages()) return;
+      // A short read emptied the socket: the poller is level-triggered and
+      // reports what arrives next, so asking again would only get EAGAIN.
+      if (static_cast<std::size_t>(n) < space.size()) break;
       continue;
     }
     if (n == 0) {
