@@ -350,6 +350,7 @@ void Connection::handle_reply(protocol::ByteView body) {
   event.facet = std::move(reply.facet);
   event.operation = std::move(reply.operation);
   event.text = std::move(reply.message);
+  event.request = std::move(outgoing->message);
   parsed_.push_back(std::move(event));
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "protocol/message.h"
@@ -45,6 +46,11 @@ struct Event {
   std::uint8_t mode = 0;
   protocol::Context context;
   protocol::EncodingVersion encoding;
+  // A reply's request, kept for a retry until now: released with the event,
+  // on the loop thread that allocated it. Freed on a reactor thread instead,
+  // every request's memory would change threads, and the loop's allocator
+  // would take its slow path on every call.
+  std::shared_ptr<const protocol::Bytes> request;
 };
 
 }  // namespace aiocomm::core
