@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+
+import pytest
 
 import aiocomm
 
@@ -51,7 +53,10 @@ async def test_stats_follow_traffic(comm: aiocomm.Communicator) -> None:
     assert stats["pending_invocations"] == 0
 
 
-async def test_pipelined_calls_batch_wakeups_without_gil() -> None:
+@pytest.fixture
+async def echo_pair() -> AsyncIterator[tuple[aiocomm.Communicator, aiocomm.Communicator,
+                                             aiocomm.Proxy]]:
+    """A server with an echo servant, a client, and the client's proxy (connected)."""
     server = aiocomm.Communicator()
     client = aiocomm.Communicator()
     try:
@@ -60,29 +65,33 @@ async def test_pipelined_calls_batch_wakeups_without_gil() -> None:
         adapter.activate()
         proxy = client.proxy(f"echo:{adapter.endpoints[0]}")
         await proxy.invoke("echo", b"warm-up")
-        server_before, client_before = server.stats(), client.stats()
-
-        payloads = [i.to_bytes(4, "little") for i in range(N)]
-        results = await asyncio.wait_for(
-            asyncio.gather(*(proxy.invoke("echo", p) for p in payloads)), 30)
-        assert results == payloads
-
-        server_after, client_after = server.stats(), client.stats()
-        assert client_after["connections"] == 1
-        assert server_after["connections"] == 1
-        # Native threads never took the GIL for these requests and replies.
-        assert (server_after["native_gil_acquisitions"]
-                == server_before["native_gil_acquisitions"])
-        assert (client_after["native_gil_acquisitions"]
-                == client_before["native_gil_acquisitions"])
-        # Deliveries reached the loop in batches: fewer wake-ups than messages.
-        server_wakeups = server_after["inbox_wakeups"] - server_before["inbox_wakeups"]
-        client_wakeups = client_after["inbox_wakeups"] - client_before["inbox_wakeups"]
-        assert 0 < server_wakeups < N, server_wakeups
-        assert 0 < client_wakeups < N, client_wakeups
+        yield server, client, proxy
     finally:
         await client.destroy()
         await server.destroy()
+
+
+async def test_pipelined_calls_batch_wakeups_without_gil(
+        echo_pair: tuple[aiocomm.Communicator, aiocomm.Communicator, aiocomm.Proxy]) -> None:
+    server, client, proxy = echo_pair
+    server_before, client_before = server.stats(), client.stats()
+
+    payloads = [i.to_bytes(4, "little") for i in range(N)]
+    results = await asyncio.wait_for(
+        asyncio.gather(*(proxy.invoke("echo", p) for p in payloads)), 30)
+    assert results == payloads
+
+    server_after, client_after = server.stats(), client.stats()
+    assert client_after["connections"] == 1
+    assert server_after["connections"] == 1
+    # Native threads never took the GIL for these requests and replies.
+    assert server_after["native_gil_acquisitions"] == server_before["native_gil_acquisitions"]
+    assert client_after["native_gil_acquisitions"] == client_before["native_gil_acquisitions"]
+    # Deliveries reached the loop in batches: fewer wake-ups than messages.
+    server_wakeups = server_after["inbox_wakeups"] - server_before["inbox_wakeups"]
+    client_wakeups = client_after["inbox_wakeups"] - client_before["inbox_wakeups"]
+    assert 0 < server_wakeups < N, server_wakeups
+    assert 0 < client_wakeups < N, client_wakeups
 
 
 def test_native_gil_acquisitions_zero_in_fresh_process(
@@ -118,37 +127,27 @@ def test_native_gil_acquisitions_zero_in_fresh_process(
         assert stats[side]["inbox_wakeups"] < N, stats[side]
 
 
-async def test_writes_coalesce_under_load_and_go_direct_when_idle() -> None:
-    server = aiocomm.Communicator()
-    client = aiocomm.Communicator()
-    try:
-        adapter = server.create_object_adapter()
-        adapter.add(Echo(), "echo")
-        adapter.activate()
-        proxy = client.proxy(f"echo:{adapter.endpoints[0]}")
-        await proxy.invoke("echo", b"warm-up")
+async def test_writes_coalesce_under_load_and_go_direct_when_idle(
+        echo_pair: tuple[aiocomm.Communicator, aiocomm.Communicator, aiocomm.Proxy]) -> None:
+    server, client, proxy = echo_pair
+    # One call at a time: nothing else is awaited, so each request leaves at
+    # once by its own write, with no batch to wait for.
+    before = client.stats()
+    for i in range(20):
+        assert await proxy.invoke("echo", bytes([i])) == bytes([i])
+    after = client.stats()
+    assert after["direct_writes"] - before["direct_writes"] == 20
+    assert after["write_calls"] - before["write_calls"] == 20
 
-        # One call at a time: nothing else is awaited, so each request
-        # leaves at once by its own write, with no batch to wait for.
-        before = client.stats()
-        for i in range(20):
-            assert await proxy.invoke("echo", bytes([i])) == bytes([i])
-        after = client.stats()
-        assert after["direct_writes"] - before["direct_writes"] == 20
-        assert after["write_calls"] - before["write_calls"] == 20
-
-        # 200 calls started in one loop iteration share a few writes (one
-        # batch, written in slices), and the server answers them in a few.
-        client_before, server_before = client.stats(), server.stats()
-        calls = 200
-        payloads = [i.to_bytes(2, "little") for i in range(calls)]
-        assert await asyncio.wait_for(
-            asyncio.gather(*(proxy.invoke("echo", p) for p in payloads)), 30) == payloads
-        client_after, server_after = client.stats(), server.stats()
-        client_writes = client_after["write_calls"] - client_before["write_calls"]
-        server_writes = server_after["write_calls"] - server_before["write_calls"]
-        assert 1 <= client_writes <= calls // 32 + 2, client_writes
-        assert 1 <= server_writes < calls // 4, server_writes
-    finally:
-        await client.destroy()
-        await server.destroy()
+    # 200 calls started in one loop iteration share a few writes (one batch,
+    # written in slices), and the server answers them in a few.
+    client_before, server_before = client.stats(), server.stats()
+    calls = 200
+    payloads = [i.to_bytes(2, "little") for i in range(calls)]
+    assert await asyncio.wait_for(
+        asyncio.gather(*(proxy.invoke("echo", p) for p in payloads)), 30) == payloads
+    client_after, server_after = client.stats(), server.stats()
+    client_writes = client_after["write_calls"] - client_before["write_calls"]
+    server_writes = server_after["write_calls"] - server_before["write_calls"]
+    assert 1 <= client_writes <= calls // 32 + 2, client_writes
+    assert 1 <= server_writes < calls // 4, server_writes

@@ -81,6 +81,18 @@ class PayloadView {
   protocol::ByteView view_;
 };
 
+core::InvokeResult invoke_core(Handle& self, const PyTarget& target, const py::bytes& identity_facet,
+                               std::string_view operation, int mode, const py::object& context,
+                               const py::handle& params, bool oneway, bool idempotent, bool defer) {
+  std::string_view prefix = identity_facet;
+  PayloadView payload(params.ptr());
+  return self.core().invoke(
+      target.target,
+      protocol::ByteView(reinterpret_cast<const std::uint8_t*>(prefix.data()), prefix.size()),
+      operation, static_cast<std::uint8_t>(mode), to_context(context), payload.get(), oneway,
+      idempotent, defer);
+}
+
 py::tuple address_tuple(const platform::Address& a) { return py::make_tuple(a.host, a.port); }
 
 core::Communicator::Completion completion_for(py::object callback) {
@@ -182,16 +194,11 @@ void bind_communicator(py::module_& m) {
       .def("shutdown", [](Handle& self) { self.core().shutdown(); },
            py::call_guard<py::gil_scoped_release>())
       .def("invoke",
-           [](Handle& self, const PyTarget& target, py::bytes identity_facet,
+           [](Handle& self, const PyTarget& target, const py::bytes& identity_facet,
               std::string_view operation, int mode, const py::object& context, const py::handle& params,
               bool oneway, bool idempotent, bool defer, py::object future) {
-             std::string_view prefix = identity_facet;
-             PayloadView payload(params.ptr());
-             auto result = self.core().invoke(
-                 target.target,
-                 protocol::ByteView(reinterpret_cast<const std::uint8_t*>(prefix.data()), prefix.size()),
-                 operation, static_cast<std::uint8_t>(mode), to_context(context), payload.get(),
-                 oneway, idempotent, defer);
+             auto result = invoke_core(self, target, identity_facet, operation, mode, context, params,
+                                       oneway, idempotent, defer);
              // File the future before any reply can be drained (the drain
              // runs on this same thread, later).
              if (!result.written && !future.is_none()) self.futures().put(result.id, std::move(future));
@@ -208,13 +215,8 @@ void bind_communicator(py::module_& m) {
               const py::handle& params, bool idempotent, bool defer,
               const py::object& create_future) {
              py::object future = create_future();
-             std::string_view prefix = identity_facet;
-             PayloadView payload(params.ptr());
-             auto result = self.core().invoke(
-                 target.target,
-                 protocol::ByteView(reinterpret_cast<const std::uint8_t*>(prefix.data()), prefix.size()),
-                 operation, static_cast<std::uint8_t>(mode), to_context(context), payload.get(),
-                 false, idempotent, defer);
+             auto result = invoke_core(self, target, identity_facet, operation, mode, context, params,
+                                       false, idempotent, defer);
              // Filed before any reply can be drained (on this thread, later).
              self.futures().put(result.id, future);
              return future;
