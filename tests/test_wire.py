@@ -570,3 +570,99 @@ async def test_complete_messages_sent_slowly_are_fine() -> None:
             raw.close()
     finally:
         await server.server.destroy()
+
+
+# --------------------------------------------------------- text that is not UTF-8
+
+
+def _raw_string(raw: bytes) -> bytes:
+    return bytes([len(raw)]) + raw
+
+
+def _raw_request(request_id: int, name: bytes, operation: bytes, payload: bytes = b"",
+                 facet: bytes = b"", context: dict[bytes, bytes] | None = None) -> bytes:
+    pairs = b"".join(_raw_string(k) + _raw_string(v) for k, v in (context or {}).items())
+    body = (struct.pack("<i", request_id) + _raw_string(name) + _raw_string(b"")
+            + (b"\x01" + _raw_string(facet) if facet else b"\x00")
+            + _raw_string(operation) + b"\x00" + bytes([len(context or {})]) + pairs
+            + struct.pack("<i", len(payload) + 6) + b"\x01\x01" + payload)
+    return _message(0, body)
+
+
+async def test_request_names_that_are_not_utf8_get_not_exist_replies(srv: Server) -> None:
+    # No servant or method can be registered under such a name: each gets the
+    # reply an unknown one gets, and the requests around it are served.
+    raw = await Raw.connect(srv.port)
+    try:
+        await raw.send(_raw_request(1, b"hello", b"echo", b"a")
+                       + _raw_request(2, b"hello", b"ec\xffho", b"b")
+                       + _raw_request(3, b"he\xfello", b"echo", b"c")
+                       + _raw_request(4, b"hello", b"echo", b"d", facet=b"f\xff")
+                       + _raw_request(0, b"\xff", b"echo")  # oneway: nothing to answer
+                       + _raw_request(5, b"hello", b"echo", b"e"))
+        replies = [await raw.read_message() for _ in range(5)]
+        assert [(struct.unpack_from("<i", m, 14)[0], m[18]) for m in replies] == [
+            (1, 0), (2, 4), (3, 2), (4, 3), (5, 0)]
+        assert replies[-1].endswith(b"\x01\x01e")
+    finally:
+        raw.close()
+    stats = srv.server.stats()
+    assert stats["dispatches_in_flight"] == 0, stats
+
+
+async def test_context_that_is_not_utf8_reaches_the_servant_with_replacements(
+        srv: Server) -> None:
+    seen: list[dict[str, str]] = []
+
+    class Ctx:
+        def show(self, payload: bytes, current: aiocomm.Current) -> bytes:
+            seen.append(dict(current.context))
+            return b"ok"
+
+    srv.adapter.add(Ctx(), "ctx")
+    raw = await Raw.connect(srv.port)
+    try:
+        await raw.send(_raw_request(1, b"ctx", b"show", context={b"k\xff": b"v\xfe", b"a": b"b"}))
+        reply = await raw.read_message()
+        assert reply[18] == 0 and reply.endswith(b"ok")
+    finally:
+        raw.close()
+    assert seen == [{"k\ufffd": "v\ufffd", "a": "b"}]
+
+
+async def test_reply_text_that_is_not_utf8_is_an_error_message_with_replacements() -> None:
+    # A peer whose unknown-exception reply carries bytes that are not UTF-8.
+    handlers: list[asyncio.Task[None]] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
+        writer.write(VALIDATE)
+        try:
+            while True:
+                header = await reader.readexactly(14)
+                (size,) = struct.unpack_from("<i", header, 10)
+                body = await reader.readexactly(size - 14)
+                if header[8] == 4:  # close-connection: the graceful end
+                    return
+                if header[8] == 0:
+                    request_id = body[:4]
+                    writer.write(_message(2, request_id + b"\x07" + _raw_string(b"bad \xff text")))
+        except asyncio.IncompleteReadError:
+            return
+        finally:
+            writer.close()
+
+    listener = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    client = aiocomm.Communicator()
+    try:
+        proxy = client.proxy(f"x:tcp -h 127.0.0.1 -p {port}")
+        for _ in range(2):  # and the client goes on
+            with pytest.raises(aiocomm.UnknownError) as error:
+                await asyncio.wait_for(proxy.invoke("op"), 5)
+            assert "bad \ufffd text" in str(error.value)
+    finally:
+        await client.destroy()
+        listener.close()
+        await listener.wait_closed()
+        await asyncio.gather(*handlers)

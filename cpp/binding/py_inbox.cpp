@@ -15,41 +15,79 @@ py::bytes to_bytes(const protocol::Bytes& b) {
   return py::bytes(reinterpret_cast<const char*>(b.data()), b.size());
 }
 
+// Text from a peer that only informs (messages, contexts): bytes that are
+// not UTF-8 become U+FFFD rather than an error that would end the drain.
+py::str lenient_str(const std::string& text) {
+  PyObject* s = PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "replace");
+  if (s == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::str>(s);
+}
+
+// A name that selects a servant or method must decode exactly; null if not.
+py::object strict_str(const std::string& text) {
+  PyObject* s = PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), nullptr);
+  if (s == nullptr) PyErr_Clear();
+  return py::reinterpret_steal<py::object>(s);
+}
+
 py::dict to_dict(const protocol::Context& context) {
   py::dict d;
-  for (const auto& [key, value] : context) d[py::str(key)] = py::str(value);
+  for (const auto& [key, value] : context) d[lenient_str(key)] = lenient_str(value);
   return d;
 }
 
 // Event tuples; the first item is the kind (see aiocomm/_core.pyi). Events
-// that end an invocation carry its future when the table held it.
-py::tuple to_tuple(Event& e, FutureTable& futures) {
+// that end an invocation carry its future when the table held it. Null for
+// a request whose names are not UTF-8: no servant can be registered under
+// them (see refuse_undecodable).
+py::object to_tuple(Event& e, FutureTable& futures) {
   switch (e.kind) {
     case EventKind::reply: {
       py::object detail = py::none();
       if (e.code >= 2 && e.code <= 4) {
-        detail = py::make_tuple(e.identity.name, e.identity.category, e.facet, e.operation);
+        detail = py::make_tuple(lenient_str(e.identity.name), lenient_str(e.identity.category),
+                                lenient_str(e.facet), lenient_str(e.operation));
       } else if (e.code > 4) {
-        detail = py::str(e.text);
+        detail = lenient_str(e.text);
       }
       return py::make_tuple(0, e.request_id, e.code, to_bytes(e.body), detail,
                             futures.take(e.request_id));
     }
-    case EventKind::request:
-      return py::make_tuple(1, e.connection_id, e.adapter_id, e.request_id, e.identity.name,
-                            e.identity.category, e.facet, e.operation, e.mode,
-                            to_dict(e.context),
+    case EventKind::request: {
+      py::object name = strict_str(e.identity.name), category = strict_str(e.identity.category),
+                 facet = strict_str(e.facet), operation = strict_str(e.operation);
+      if (!name || !category || !facet || !operation) return py::object();
+      return py::make_tuple(1, e.connection_id, e.adapter_id, e.request_id, name, category, facet,
+                            operation, e.mode, to_dict(e.context),
                             py::make_tuple(e.encoding.major, e.encoding.minor), to_bytes(e.body));
+    }
     case EventKind::failed:
-      return py::make_tuple(2, e.request_id, e.code, e.text, futures.take(e.request_id));
+      return py::make_tuple(2, e.request_id, e.code, lenient_str(e.text), futures.take(e.request_id));
     case EventKind::sent:
       return py::make_tuple(3, e.request_id, futures.take(e.request_id));
     case EventKind::log:
-      return py::make_tuple(4, e.code, e.text);
+      return py::make_tuple(4, e.code, lenient_str(e.text));
     case EventKind::closed:
       return py::make_tuple(5, futures.take_all());
   }
   return py::make_tuple(-1);
+}
+
+// Answers a request whose identity, facet or operation is not UTF-8 the way
+// a request for an unknown one is answered: no servant can match it.
+void refuse_undecodable(const Event& e, Handle* handle) {
+  if (handle == nullptr) return;  // the communicator is gone, and its connections
+  auto valid = [](const std::string& text) { return strict_str(text).ptr() != nullptr; };
+  if (e.request_id == 0) {
+    handle->core().finish_dispatch(e.connection_id);
+    return;
+  }
+  auto status = !valid(e.identity.name) || !valid(e.identity.category) ? protocol::ReplyStatus::object_not_exist
+                : !valid(e.facet) ? protocol::ReplyStatus::facet_not_exist
+                                  : protocol::ReplyStatus::operation_not_exist;
+  auto reply = std::make_shared<protocol::Bytes>();
+  protocol::encode_reply_not_exist(*reply, e.request_id, status, e.identity, e.facet, e.operation);
+  handle->core().send_reply(e.connection_id, std::move(reply), true);  // leaves with the batch
 }
 
 // Completes a future with a successful reply, unless it is already done
@@ -91,7 +129,12 @@ py::list drain(PyInbox& self, const py::object& handle_object, const py::object&
       }
       if (self.dispatch.try_dispatch(e, *handle, handle_object.ptr())) continue;
     }
-    out.append(to_tuple(e, futures));
+    py::object event = to_tuple(e, futures);
+    if (!event) {
+      refuse_undecodable(e, handle);
+      continue;
+    }
+    out.append(std::move(event));
   }
   return out;
 }
