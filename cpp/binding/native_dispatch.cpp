@@ -8,6 +8,7 @@
 #include <structmember.h>
 
 #include <exception>
+#include <iterator>
 #include <memory>
 
 #include "binding/handle.h"
@@ -16,9 +17,12 @@
 namespace aiocomm::binding {
 namespace {
 
+// Current's slots, in the order slots_ keeps them.
 constexpr const char* current_slots[] = {
     "_addresses", "_category", "_connection_id", "_handle", "_identity", "_name", "_released",
     "adapter",    "context",   "encoding",       "facet",   "mode",      "operation", "request_id"};
+static_assert(std::size(current_slots) == NativeDispatch::slot_count);
+constexpr std::size_t released_slot = 6;
 
 // Answered by the runtime from the servant's type ids.
 bool is_builtin(const std::string& operation) {
@@ -73,12 +77,12 @@ void reraise(PyObject* error) {
 
 void NativeDispatch::configure(py::object current_type, py::object current_var, py::tuple modes,
                                py::object finish) {
-  for (const char* name : current_slots) {
-    py::object descriptor = current_type.attr(name);
+  for (std::size_t i = 0; i < slot_count; ++i) {
+    py::object descriptor = current_type.attr(current_slots[i]);
     if (!PyObject_TypeCheck(descriptor.ptr(), &PyMemberDescr_Type)) {
-      throw py::type_error(std::string("Current.") + name + " is not a slot");
+      throw py::type_error(std::string("Current.") + current_slots[i] + " is not a slot");
     }
-    slots_[name] = reinterpret_cast<PyMemberDescrObject*>(descriptor.ptr())->d_member;
+    slots_[i] = reinterpret_cast<PyMemberDescrObject*>(descriptor.ptr())->d_member;
   }
   current_type_ = std::move(current_type);
   current_var_ = std::move(current_var);
@@ -161,30 +165,19 @@ py::object NativeDispatch::make_current(const Adapter& adapter, const core::Even
   py::object encoding = (e.encoding.major == 1 && e.encoding.minor == 1)
                             ? encoding_1_1_
                             : py::make_tuple(e.encoding.major, e.encoding.minor);
-  const std::pair<const char*, PyObject*> values[] = {
-      {"_addresses", Py_None},
-      {"_category", category},
-      {"_connection_id", py::int_(e.connection_id).release().ptr()},
-      {"_handle", handle_object},
-      {"_identity", Py_None},
-      {"_name", name},
-      {"_released", Py_False},
-      {"adapter", adapter.adapter.ptr()},
-      {"context", context.ptr()},
-      {"encoding", encoding.ptr()},
-      {"facet", facet},
-      {"mode", PyTuple_GET_ITEM(modes_.ptr(), e.mode)},
-      {"operation", operation},
-      {"request_id", py::int_(e.request_id).release().ptr()},
+  auto connection_id = py::int_(e.connection_id);
+  auto request_id = py::int_(e.request_id);
+  // In the order of current_slots.
+  PyObject* const values[slot_count] = {
+      Py_None,  category, connection_id.ptr(), handle_object, Py_None,
+      name,     Py_False, adapter.adapter.ptr(), context.ptr(), encoding.ptr(),
+      facet,    PyTuple_GET_ITEM(modes_.ptr(), e.mode), operation, request_id.ptr(),
   };
   char* base = reinterpret_cast<char*>(current.ptr());
   bool ok = true;
-  for (const auto& [slot, value] : values) {
-    if (ok && PyMember_SetOne(base, slots_[slot], value) < 0) ok = false;
+  for (std::size_t i = 0; ok && i < slot_count; ++i) {
+    ok = PyMember_SetOne(base, slots_[i], values[i]) == 0;
   }
-  // The two ints above were new references; the slots hold their own now.
-  Py_DECREF(values[2].second);
-  Py_DECREF(values[13].second);
   if (!ok) {
     PyErr_Clear();
     return py::object();
@@ -195,7 +188,7 @@ py::object NativeDispatch::make_current(const Adapter& adapter, const core::Even
 void NativeDispatch::reply(Handle& handle, const core::Event& e, PyObject* current,
                            PyObject* result) {
   // A servant that destroyed its own communicator has let its dispatch go.
-  PyObject* released = PyMember_GetOne(reinterpret_cast<const char*>(current), slots_["_released"]);
+  PyObject* released = PyMember_GetOne(reinterpret_cast<const char*>(current), slots_[released_slot]);
   bool let_go = released == Py_True;
   Py_XDECREF(released);
   if (released == nullptr) PyErr_Clear();

@@ -8,6 +8,7 @@
 
 #include <pybind11/pybind11.h>
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <unordered_map>
@@ -22,6 +23,8 @@ class Handle;
 
 class NativeDispatch {
  public:
+  static constexpr std::size_t slot_count = 14;  // Current's __slots__
+
   // The Python pieces a dispatch is made of; see Runtime.__init__.
   void configure(py::object current_type, py::object current_var, py::tuple modes,
                  py::object finish);
@@ -67,8 +70,8 @@ class NativeDispatch {
   py::object current_var_;
   py::tuple modes_;
   py::object finish_;  // Runtime._finish_native(current, result, error)
-  // Current's slots, by name, so a Current is made without its __init__.
-  std::unordered_map<std::string, PyMemberDef*> slots_;
+  // Current's slots, so a Current is made without its __init__.
+  std::array<PyMemberDef*, slot_count> slots_{};
   std::unordered_map<std::uint32_t, Adapter> adapters_;
   // Operation names as interned strings: getattr with them skips hashing.
   std::unordered_map<std::string, py::object> operations_;
