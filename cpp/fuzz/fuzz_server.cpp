@@ -156,7 +156,23 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (auto give_up = Clock::now() + close_deadline;;) {
     fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) fail(std::string("socket: ") + std::strerror(errno));
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) break;
+    int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    if (rc != 0 && errno == EINTR) {
+      // libFuzzer's timer signal interrupted the call, and the connect goes
+      // on without it: wait for its outcome.
+      pollfd p{fd, POLLOUT, 0};
+      int ready;
+      while ((ready = ::poll(&p, 1, 10000)) < 0 && errno == EINTR) {
+      }
+      int outcome = 0;
+      socklen_t length = sizeof outcome;
+      if (ready > 0 && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &outcome, &length) == 0 &&
+          outcome == 0) {
+        rc = 0;
+      }
+      errno = outcome != 0 ? outcome : EINTR;
+    }
+    if (rc == 0) break;
     int error = errno;
     ::close(fd);
     if (error != EADDRNOTAVAIL || Clock::now() > give_up) {
@@ -190,9 +206,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (write_open && (p[0].revents & (POLLOUT | POLLERR | POLLHUP))) {
       auto n = ::send(fd, next, std::min<std::size_t>(chunk, end - next), MSG_NOSIGNAL);
       if (n > 0) next += n;
-      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
         write_open = false;  // reset by the server: it closed first; fine
-      } else if (next == end) {
+      } else if (n >= 0 && next == end) {
         ::shutdown(fd, SHUT_WR);
         write_open = false;
       }
@@ -205,6 +221,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           received.insert(received.end(), buf, buf + n);
           continue;
         }
+        if (n < 0 && errno == EINTR) continue;  // libFuzzer's timer signal
         if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) closed = true;
         break;
       }
