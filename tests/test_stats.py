@@ -151,3 +151,24 @@ async def test_writes_coalesce_under_load_and_go_direct_when_idle(
     server_writes = server_after["write_calls"] - server_before["write_calls"]
     assert 1 <= client_writes <= calls // 32 + 2, client_writes
     assert 1 <= server_writes < calls // 4, server_writes
+
+
+async def test_large_messages_reuse_pooled_buffers_without_mixing_contents(
+        echo_pair: tuple[aiocomm.Communicator, aiocomm.Communicator, aiocomm.Proxy]) -> None:
+    server, client, proxy = echo_pair
+    # Sizes across every pooled class and past it, each call's bytes its own:
+    # a recycled buffer that kept a previous body, or was handed to two
+    # messages at once, would show up as a wrong echo.
+    sizes = [1000, 1024, 1500, 4096, 5000, 16384, 40000, 65536, 70000, 200_000]
+    for round_number in range(3):
+        payloads = [
+            bytes([(i + round_number) % 251]) * size + i.to_bytes(4, "little")
+            for i, size in enumerate(sizes * 8)
+        ]
+        replies = await asyncio.wait_for(
+            asyncio.gather(*(proxy.invoke("echo", p) for p in payloads)), 30)
+        assert replies == payloads
+    bound = 7 * 256 * 1024  # seven size classes, 256 KiB retained in each
+    for side in (server, client):
+        pooled = side.stats()["pooled_buffer_bytes"]
+        assert 0 < pooled <= bound, pooled

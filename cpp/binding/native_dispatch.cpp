@@ -203,7 +203,7 @@ void NativeDispatch::reply(Handle& handle, const core::Event& e, PyObject* curre
       payload = protocol::ByteView(reinterpret_cast<const std::uint8_t*>(PyBytes_AS_STRING(result)),
                                    static_cast<std::size_t>(PyBytes_GET_SIZE(result)));
     }
-    auto message = std::make_shared<protocol::Bytes>();
+    auto message = handle.core().buffers().make_message(protocol::reply_payload_size(payload.size()));
     protocol::encode_reply_payload(*message, e.request_id, protocol::ReplyStatus::ok, e.encoding,
                                    payload);
     // The drain is a batch: its replies leave together when it ends.

@@ -227,7 +227,8 @@ void bind_communicator(py::module_& m) {
            [](Handle& self, std::uint64_t connection_id, std::int32_t request_id, int status,
               std::pair<int, int> encoding, const py::handle& payload, bool defer) {
              PayloadView view(payload.ptr());
-             auto message = std::make_shared<protocol::Bytes>();
+             auto message = self.core().buffers().make_message(
+                 protocol::reply_payload_size(view.get().size()));
              protocol::encode_reply_payload(
                  *message, request_id, static_cast<protocol::ReplyStatus>(status),
                  {static_cast<std::uint8_t>(encoding.first), static_cast<std::uint8_t>(encoding.second)},

@@ -136,6 +136,11 @@ py::list drain(PyInbox& self, const py::object& handle_object, const py::object&
     }
     out.append(std::move(event));
   }
+  // The bodies were copied into Python objects: their buffers go back to
+  // the pool for the reactor's next reads.
+  if (handle != nullptr) {
+    for (auto& e : events) handle->core().buffers().give(std::move(e.body));
+  }
   return out;
 }
 

@@ -149,8 +149,7 @@ InvokeResult Communicator::invoke(const std::shared_ptr<const Target>& target,
                                   protocol::ByteView params, bool oneway, bool idempotent,
                                   bool defer) {
   if (destroying()) throw DestroyedError();
-  auto message = std::make_shared<protocol::Bytes>();
-  message->reserve(64 + operation.size() + params.size());
+  auto message = buffers_->make_message(64 + operation.size() + params.size());
   protocol::encode_request(*message, 0, identity_facet, operation, mode, context, {1, 1}, params);
   if (message->size() > options_.message_size_max) {
     throw MessageSizeError("the request (" + std::to_string(message->size()) +
@@ -534,6 +533,7 @@ std::vector<std::pair<std::string, std::uint64_t>> Communicator::stats() {
       {"protocol_errors", c.protocol_errors.load()},
       {"read_pauses", c.read_pauses.load()},
       {"interest_changes", c.interest_changes.load()},
+      {"pooled_buffer_bytes", buffers_->retained_bytes()},
   };
 }
 

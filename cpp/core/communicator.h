@@ -120,6 +120,7 @@ class Communicator final : public ConnectionHost {
   const Options& options() const override { return options_; }
   Inbox& inbox() override { return *inbox_; }
   OutgoingTable& outgoing() override { return outgoing_; }
+  BufferPool& buffers() override { return *buffers_; }
   ConnectionStats& connection_stats() override { return connection_stats_; }
   void dispatch_started() override;
   void on_client_connected(const std::shared_ptr<Connection>& connection,
@@ -155,6 +156,8 @@ class Communicator final : public ConnectionHost {
 
   const Options options_;
   const std::shared_ptr<Inbox> inbox_;
+  // Shared: a message it lent out may outlive the communicator.
+  const std::shared_ptr<BufferPool> buffers_ = std::make_shared<BufferPool>();
   OutgoingTable outgoing_;
   ConnectionStats connection_stats_;
   std::atomic<std::int32_t> next_oneway_id_{-1};

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "core/buffer_pool.h"
 #include "core/event.h"
 #include "core/options.h"
 #include "core/outgoing.h"
@@ -59,6 +60,7 @@ class ConnectionHost {
   virtual const Options& options() const = 0;
   virtual Inbox& inbox() = 0;
   virtual OutgoingTable& outgoing() = 0;
+  virtual BufferPool& buffers() = 0;
   virtual ConnectionStats& connection_stats() = 0;
   // A request will be handed to the loop (the destroy path waits for these).
   virtual void dispatch_started() = 0;
@@ -175,8 +177,12 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   const std::uint32_t adapter_id_;
   const std::shared_ptr<const Target> target_;
 
-  std::mutex mutex_;  // state_, fd_, queue_, interest, dispatch counts
-  State state_ = State::connecting;
+  // Guards fd_, the queue, interest and dispatch counts, and every change
+  // of state_ and reading_. The loop thread holds it across a writev, so
+  // the reactor's per-message questions (closed? paused?) read those two
+  // atomics instead of waiting for the write to end.
+  std::mutex mutex_;
+  std::atomic<State> state_ = State::connecting;
   platform::UniqueFd fd_;
   std::deque<Queued> queue_;
   bool want_write_ = false;
@@ -198,7 +204,7 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   static constexpr int dispatch_high_water = 16384;
   static constexpr int dispatch_low_water = 8192;
   std::size_t queued_bytes_ = 0;
-  bool reading_ = true;
+  std::atomic<bool> reading_ = true;
   bool read_watched_ = true;
   bool validated_ = false;  // send_deferred() queued data that awaits flush()
   int dispatches_in_flight_ = 0;

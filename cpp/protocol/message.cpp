@@ -201,8 +201,7 @@ Reply decode_reply(ByteView body) {
 void encode_reply_payload(Bytes& out, std::int32_t request_id, ReplyStatus status,
                           EncodingVersion encoding, ByteView payload) {
   auto start = out.size();
-  // Header, request id, status, encapsulation header: one allocation.
-  out.reserve(start + header_size + 11 + payload.size());
+  out.reserve(start + reply_payload_size(payload.size()));  // one allocation
   begin_message(out, MessageType::reply);
   Writer w(out);
   w.int32(request_id);

@@ -105,6 +105,11 @@ std::vector<Request> decode_batch_request(ByteView body);
 Reply decode_reply(ByteView body);
 
 // Reply encoders, each appending a whole message.
+// The size of the message encode_reply_payload writes for `payload_size` bytes:
+// header, request id, status, encapsulation header, payload.
+constexpr std::size_t reply_payload_size(std::size_t payload_size) {
+  return header_size + 11 + payload_size;
+}
 void encode_reply_payload(Bytes& out, std::int32_t request_id, ReplyStatus status,
                           EncodingVersion encoding, ByteView payload);
 void encode_reply_not_exist(Bytes& out, std::int32_t request_id, ReplyStatus status,
