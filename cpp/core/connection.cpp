@@ -195,8 +195,8 @@ void Connection::on_ready(std::uint32_t bits) {
     std::vector<Event> sent;
     bool ok;
     {
-      std::lock_guard lock(mutex_);
-      ok = flush_locked(sent);
+      std::unique_lock lock(mutex_);
+      ok = flush_locked(lock, sent);
       update_interest_locked();
     }
     host_.inbox().push_all(sent);
@@ -302,11 +302,11 @@ void Connection::handle_message(MessageType type, protocol::ByteView body) {
       std::vector<Event> sent;
       bool ok = true;
       {
-        std::lock_guard lock(mutex_);
+        std::unique_lock lock(mutex_);
         if (state_ != State::validating) return;  // a heartbeat: receiving it was the point
         state_ = State::active;
         validated_ = true;
-        ok = flush_locked(sent);
+        ok = flush_locked(lock, sent);
         update_interest_locked();
       }
       host_.inbox().push_all(sent);
@@ -400,7 +400,7 @@ Connection::SendResult Connection::send(std::shared_ptr<const protocol::Bytes> m
   SendResult result;
   bool failed = false;
   {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
     if (state_ == State::closed || close_sent_) return SendResult::closed;
     enqueue_locked(Queued{std::move(message), 0, sent_id});
     if (state_ != State::active || want_write_) {
@@ -408,7 +408,7 @@ Connection::SendResult Connection::send(std::shared_ptr<const protocol::Bytes> m
       result = SendResult::queued;
     } else {
       bool alone = queue_.size() == 1;
-      failed = !flush_locked(sent);
+      failed = !flush_locked(lock, sent);
       result = queue_.empty() ? SendResult::written : SendResult::queued;
       if (!failed) {
         if (result == SendResult::written && alone) {
@@ -435,7 +435,7 @@ std::optional<bool> Connection::send_deferred(std::shared_ptr<const protocol::By
   std::vector<Event> sent;
   bool started = false;
   {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
     if (state_ == State::closed || close_sent_) return std::nullopt;
     std::size_t size = message->size();
     enqueue_locked(Queued{std::move(message), 0, sent_id});
@@ -443,53 +443,68 @@ std::optional<bool> Connection::send_deferred(std::shared_ptr<const protocol::By
     batch_open_ = true;
     if (started) {
       slice_count_ = 0;
-      slice_start_bytes_ = queued_bytes_ - size;
+      slice_size_ = 0;
     }
-    if (++slice_count_ >= slice_messages || queued_bytes_ - slice_start_bytes_ >= slice_bytes) {
-      write_slice_locked(sent);
+    slice_size_ += size;
+    if (++slice_count_ >= slice_messages || slice_size_ >= slice_bytes) {
+      write_slice_locked(lock, sent);
     }
   }
   host_.inbox().push_all(sent);
   return started;
 }
 
-void Connection::write_slice_locked(std::vector<Event>& sent) {
+void Connection::write_slice_locked(std::unique_lock<std::mutex>& lock, std::vector<Event>& sent) {
   slice_count_ = 0;
+  slice_size_ = 0;
   // A failed write is left for the batch's flush(), which reports it.
-  if (state_ == State::active && !want_write_) flush_locked(sent);
-  slice_start_bytes_ = queued_bytes_;
+  if (state_ == State::active && !want_write_) flush_locked(lock, sent);
 }
 
 void Connection::flush() {
   std::vector<Event> sent;
   bool failed = false;
   {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
     batch_open_ = false;
     if (state_ != State::active && state_ != State::closing) return;
     if (want_write_) return;  // the reactor writes when the socket has room
-    failed = !flush_locked(sent);
+    failed = !flush_locked(lock, sent);
     if (!failed) update_interest_locked();
   }
   host_.inbox().push_all(sent);
   if (failed) abort(CloseKind::lost, "connection lost while writing: " + std::string(std::strerror(errno)));
 }
 
-bool Connection::flush_locked(std::vector<Event>& sent) {
+bool Connection::flush_locked(std::unique_lock<std::mutex>& lock, std::vector<Event>& sent) {
   if (!fd_ || (state_ != State::active && state_ != State::closing)) return true;
+  // One writer at a time, and it writes without the lock: a writev of a
+  // large batch (on loopback it runs the peer's receive path too) would
+  // otherwise stall every thread that queues a message or parses a reply.
+  // A thread that finds a write under way leaves its messages queued; the
+  // writer takes them before it lets go.
+  if (writing_) return true;
+  writing_ = true;
+  const int fd = fd_.get();
   auto& stats = host_.connection_stats();
+  int error = 0;
   while (!queue_.empty()) {
+    // Only the writer removes from the queue, so these buffers stay put
+    // while the lock is released; others may only append.
     iovec parts[max_iov];
     int count = 0;
     for (auto it = queue_.begin(); it != queue_.end() && count < max_iov; ++it, ++count) {
       parts[count].iov_base = const_cast<std::uint8_t*>(it->data->data() + it->offset);
       parts[count].iov_len = it->data->size() - it->offset;
     }
+    lock.unlock();
     stats.write_calls.fetch_add(1, std::memory_order_relaxed);
-    long n = platform::write_vector(fd_.get(), parts, count);
+    long n = platform::write_vector(fd, parts, count);
+    if (n < 0) error = errno;
+    lock.lock();
     if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
-      return false;
+      if (error == EAGAIN || error == EWOULDBLOCK) error = 0;
+      break;
     }
     touch_write();
     auto written = static_cast<std::size_t>(n);
@@ -513,9 +528,12 @@ bool Connection::flush_locked(std::vector<Event>& sent) {
       }
       queue_.pop_front();
     }
-    if (written == 0 && !queue_.empty() && queue_.front().offset > 0) return true;  // socket full
+    if (!queue_.empty() && queue_.front().offset > 0) break;  // socket full
   }
-  return true;
+  writing_ = false;
+  write_done_.notify_all();
+  errno = error;  // for the caller's message
+  return error == 0;
 }
 
 void Connection::enqueue_locked(Queued queued) {
@@ -537,7 +555,10 @@ void Connection::update_interest_locked() {
   }
   // Data of an open batch is the loop's to flush; the reactor waits for
   // writability only for what a flush could not write.
-  bool want = !queue_.empty() && !batch_open_ &&
+  // Nor while another thread is writing: its caller settles the interest
+  // when the write ends, and a writable socket would wake the reactor in
+  // vain until then.
+  bool want = !queue_.empty() && !batch_open_ && !writing_ &&
               (state_ == State::active || state_ == State::closing);
   if (want == want_write_ && reading_ == read_watched_) return;
   want_write_ = want;
@@ -564,14 +585,14 @@ void Connection::close_when_idle() {
   bool failed = false;
   bool never_active = false;
   {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
     if (state_ == State::closed || close_requested_) return;
     close_requested_ = true;
     if (state_ == State::connecting || state_ == State::validating) {
       never_active = true;
     } else if (role_ == Role::client || dispatches_in_flight_ == 0) {
       queue_close_locked();
-      failed = !flush_locked(sent);
+      failed = !flush_locked(lock, sent);
       update_interest_locked();
     }
   }
@@ -584,12 +605,12 @@ void Connection::dispatch_finished() {
   std::vector<Event> sent;
   bool failed = false;
   {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
     if (dispatches_in_flight_ > 0) --dispatches_in_flight_;
     if (close_requested_ && dispatches_in_flight_ == 0 && !close_sent_ &&
         state_ == State::active) {
       queue_close_locked();
-      failed = !flush_locked(sent);
+      failed = !flush_locked(lock, sent);
     }
     update_interest_locked();
   }
@@ -607,7 +628,10 @@ void Connection::close_now(CloseKind kind, const std::string& reason) {
   deliver_parsed();  // what arrived before the close is delivered before it
   std::deque<Queued> dropped;
   {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
+    // A write under way on another thread uses the socket and the queue's
+    // front without the lock; it is non-blocking, so this wait is short.
+    write_done_.wait(lock, [this] { return !writing_; });
     if (state_ == State::closed) return;
     state_ = State::closed;
     close_kind_ = kind;

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -161,9 +162,10 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   // Replies and requests parsed from one read reach the inbox together:
   // one lock, and at most one wake-up of the loop, per read.
   void deliver_parsed();
-  // mutex_ held. Writes what the socket takes; false on a socket error.
-  bool flush_locked(std::vector<Event>& sent);
-  void write_slice_locked(std::vector<Event>& sent);
+  // mutex_ held through `lock`, which is released for the write itself.
+  // Writes what the socket takes; false on a socket error.
+  bool flush_locked(std::unique_lock<std::mutex>& lock, std::vector<Event>& sent);
+  void write_slice_locked(std::unique_lock<std::mutex>& lock, std::vector<Event>& sent);
   void update_interest_locked();
   void enqueue_locked(Queued queued);
   bool paused();  // reading stopped for back-pressure
@@ -178,13 +180,14 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   const std::shared_ptr<const Target> target_;
 
   // Guards fd_, the queue, interest and dispatch counts, and every change
-  // of state_ and reading_. The loop thread holds it across a writev, so
-  // the reactor's per-message questions (closed? paused?) read those two
-  // atomics instead of waiting for the write to end.
+  // of state_ and reading_. The reactor asks "closed?" and "paused?" per
+  // parsed message, so those two are atomics it reads without the lock.
   std::mutex mutex_;
   std::atomic<State> state_ = State::connecting;
   platform::UniqueFd fd_;
   std::deque<Queued> queue_;
+  bool writing_ = false;  // a thread is in flush_locked's write, without the lock
+  std::condition_variable write_done_;
   bool want_write_ = false;
   bool close_requested_ = false;
   bool close_sent_ = false;
@@ -197,7 +200,7 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   static constexpr std::size_t slice_messages = 32;
   static constexpr std::size_t slice_bytes = 64 << 10;
   std::size_t slice_count_ = 0;
-  std::size_t slice_start_bytes_ = 0;
+  std::size_t slice_size_ = 0;  // bytes queued in the current slice
   // Back-pressure: reading stops above the high marks, resumes below the low.
   static constexpr std::size_t queue_high_water = 4 << 20;
   static constexpr std::size_t queue_low_water = 1 << 20;
