@@ -91,6 +91,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="unmeasured warm-up before each cell (default 1, smoke 0.1)",
     )
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="interleaved rounds over every peer; each cell reports its median round "
+        "(default 1)",
+    )
+    parser.add_argument(
         "--smoke",
         action="store_true",
         help=f"quick pass over everything installed ({SMOKE_SECONDS} s per cell)",
@@ -117,6 +124,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.warmup = SMOKE_WARMUP if args.smoke else 1.0
     if not 0 <= args.warmup <= 60:
         parser.error("--warmup must be within 0..60 s")
+    if not 1 <= args.repeat <= 20:
+        parser.error("--repeat must be within 1..20")
     if args.json is None:
         args.json = RESULTS / ("smoke.json" if args.smoke else "latest.json")
     if args.png is None:
@@ -138,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds=args.seconds,
         warmup=args.warmup,
         strict_aiocomm=args.require_aiocomm,
+        repeat=args.repeat,
     )
     results = run(config)
     print(report.format_table(results))

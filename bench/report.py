@@ -85,6 +85,7 @@ def format_table(results: Results) -> str:
     out = [line(header), line(["-" * w for w in widths])]
     out += [line(r) if r else "" for r in rows]
     out += ["", RATIO_NOTE]
+    out += _round_notes(results)
     out += _counter_notes(results)
     out += _notes(results)
     return "\n".join(out)
@@ -93,6 +94,18 @@ def format_table(results: Results) -> str:
 # aiocomm's client-side counters, per 1000 requests of the measured window.
 COUNTERS = (("native_gil_acquisitions", "GIL takes"), ("inbox_wakeups", "loop wake-ups"),
             ("write_calls", "writes"), ("read_calls", "reads"))
+
+
+def _round_notes(results: Results) -> list[str]:
+    repeat = int(results.config.get("repeat", 1))
+    if repeat <= 1:
+        return []
+    out = ["", f"Each cell is the median of {repeat} interleaved rounds; {SUBJECT}'s rounds "
+           "(req/s, in order; every peer's are in the JSON):"]
+    for c in _sorted([c for c in results.cells if c.peer == SUBJECT and c.runs]):
+        out.append(f"  {c.loop} {_size(c.payload)} x{c.inflight}: "
+                   + " ".join(_number(rps) for rps in c.runs))
+    return out
 
 
 def _counter_notes(results: Results) -> list[str]:

@@ -38,6 +38,10 @@ class Config:
     seconds: float
     warmup: float
     strict_aiocomm: bool = False
+    # Rounds over every (peer, loop), interleaved; each cell reports its
+    # median round. A shared VM's speed drifts by 2x within minutes, and
+    # interleaving lets every peer meet the same slow and fast phases.
+    repeat: int = 1
 
 
 @dataclass
@@ -67,6 +71,8 @@ class Cell:
     # The client's own counters over the measured window, for peers that
     # have them (aiocomm: comm.stats() deltas).
     counters: dict[str, int] = field(default_factory=dict)
+    # req/s of every round, in order, when the run has several (--repeat).
+    runs: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -400,6 +406,7 @@ def run(config: Config) -> Results:
             "inflight": config.inflight,
             "seconds": config.seconds,
             "warmup": config.warmup,
+            "repeat": config.repeat,
             "runner_python": sys.executable,
             "cpus": os.cpu_count(),
         },
@@ -420,18 +427,43 @@ def run(config: Config) -> Results:
         for spec in config.peers
         if statuses[spec.name].status == "present"
     ]
-    for index, (spec, loop) in enumerate(jobs, 1):
-        _log(f"[{index}/{len(jobs)}] {spec.name} on {loop}")
-        cells = run_pair(spec, statuses[spec.name], loop, config)
-        reasons: dict[str, list[str]] = {}
-        for bad in (c for c in cells if c.status == "error"):
-            reasons.setdefault(bad.reason, []).append(f"{bad.payload} B x{bad.inflight}")
-        for reason, which in reasons.items():
-            _log(f"  error ({', '.join(which)}): {reason}")
-        results.cells.extend(cells)
+    rounds: dict[tuple[str, str, int, int], list[Cell]] = {}
+    step, steps = 0, len(jobs) * config.repeat
+    for round_number in range(1, config.repeat + 1):
+        for spec, loop in jobs:
+            step += 1
+            of_round = f", round {round_number}/{config.repeat}" if config.repeat > 1 else ""
+            _log(f"[{step}/{steps}] {spec.name} on {loop}{of_round}")
+            cells = run_pair(spec, statuses[spec.name], loop, config)
+            reasons: dict[str, list[str]] = {}
+            for bad in (c for c in cells if c.status == "error"):
+                reasons.setdefault(bad.reason, []).append(f"{bad.payload} B x{bad.inflight}")
+            for reason, which in reasons.items():
+                _log(f"  error ({', '.join(which)}): {reason}")
+            for cell in cells:
+                key = (cell.peer, cell.loop, cell.payload, cell.inflight)
+                rounds.setdefault(key, []).append(cell)
+    results.cells.extend(_median_cell(cells) for cells in rounds.values())
     _demote_broken_subject(results, config)
     results.finished = time.time()
     return results
+
+
+def _median_cell(rounds: list[Cell]) -> Cell:
+    """One cell from its rounds: the first error if any round crashed, else the round
+    with the median req/s (the lower middle one for an even count), whose latencies and
+    counters come from that same run, with every round's req/s in ``runs``."""
+    errors = [cell for cell in rounds if cell.status == "error"]
+    if errors:
+        return errors[0]
+    measured = sorted((cell for cell in rounds if cell.status == "ok" and cell.rps),
+                      key=lambda cell: cell.rps or 0.0)
+    if not measured:
+        return rounds[0]
+    median = measured[(len(measured) - 1) // 2]
+    if len(rounds) > 1:
+        median.runs = [cell.rps for cell in rounds if cell.rps is not None]
+    return median
 
 
 def _demote_broken_subject(results: Results, config: Config) -> None:
