@@ -10,7 +10,10 @@
 // thread cache serves them well.
 //
 // Retention is bounded per size class (retained_per_class bytes), so a burst
-// of large messages cannot leave the pool holding more than a few MiB.
+// of large messages cannot leave the pool holding more than a few MiB. A
+// pooled buffer is allocated at its class's full size, so any buffer of a
+// class serves any request of it; the price is that a message in flight may
+// hold up to twice its size (a 33 KiB body takes a 64 KiB buffer).
 #pragma once
 
 #include <array>
