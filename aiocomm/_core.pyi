@@ -12,6 +12,9 @@ class Inbox:
     def __init__(self) -> None: ...
     @property
     def fd(self) -> int: ...
+    @property
+    def sockets_fd(self) -> int:
+        """Readable while a socket the loop reads itself has input."""
     def drain(self, handle: Communicator | None,
               deliver: Callable[[list[tuple[Any, ...]]], None]) -> list[tuple[Any, ...]]:
         """Delivers every queued event, in order: successful replies complete the futures
@@ -53,6 +56,7 @@ class Communicator:
         connect_timeout: float,
         close_timeout: float,
         read_timeout: float,
+        loop_reads: bool = False,
     ) -> None: ...
     def create_adapter(self, host: str, port: int) -> tuple[int, str, int]: ...
     def deactivate_adapter(self, adapter_id: int) -> None: ...
@@ -70,6 +74,8 @@ class Communicator:
         defer: bool = False,
         future: Any = None,
     ) -> tuple[int, bool]: ...
+    def read_ready_sockets(self) -> None:
+        """Reads the connections whose sockets are ready (loop thread), into the inbox."""
     def flush_deferred(self) -> None:
         """Writes every connection's deferred sends (one writev each)."""
     def cancel(self, request_id: int) -> None: ...

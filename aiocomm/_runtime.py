@@ -155,11 +155,13 @@ class Runtime:
         # one writev per connection flushes them at the end of the batch.
         self.batching = False
         self.reader_fd = inbox.fd
+        self.sockets_fd = inbox.sockets_fd
         # The common request (a plain method of a servant registered on an
         # active adapter, returning bytes) is dispatched natively, during the
         # drain; the rest comes here. Adapters register while active.
         inbox.configure_dispatch(Current, current_dispatch, _MODES, self._finish_native)
         loop.add_reader(self.reader_fd, self.on_readable)
+        loop.add_reader(self.sockets_fd, self.on_sockets_readable)
 
     # ------------------------------------------------------------ inbox
 
@@ -210,9 +212,25 @@ class Runtime:
                     logger.log(event[1], "%s", event[2])
                 elif kind == 5:
                     self._on_closed(event[1])
+
             except Exception:
                 # One bad event must not cost the others in the batch.
                 logger.exception("aiocomm: error while delivering %r", event[:2])
+
+    # Connections whose sockets the loop reads itself sit in a poller of
+    # the inbox's: a reply then wakes the loop directly, not a native
+    # thread that wakes the loop in turn. Native threads read instead while
+    # the loop is blocked.
+
+    def on_sockets_readable(self) -> None:
+        handle = self.handle_ref()
+        if handle is None:
+            # The communicator is gone, and with it every socket; should one
+            # remain, the poller would report it for ever.
+            self.loop.remove_reader(self.sockets_fd)
+            return
+        handle.read_ready_sockets()
+        self.on_readable()
 
     # Futures live natively (completed in the drain, no Python frame per
     # reply) unless they have a timeout: those stay here with their timer.
@@ -265,6 +283,7 @@ class Runtime:
         self._wake_idle_waiters()
         if not self.loop.is_closed():
             self.loop.remove_reader(self.reader_fd)
+            self.loop.remove_reader(self.sockets_fd)
 
     # ------------------------------------------------------ invocations
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import threading
 import traceback
 import warnings
@@ -98,12 +99,19 @@ class Communicator:
         invocation_timeout: default seconds to wait for a reply (None: no limit).
         close_timeout: seconds a graceful close waits for the peer.
         read_timeout: seconds a started message may take to arrive in full.
+        loop_reads: let the event loop read its connections' sockets itself
+            while it is responsive: one thread wake-up less per message
+            (lower latency, more calls per second), in exchange for the
+            read system calls and parsing on the loop. The I/O threads read
+            whenever the loop is blocked for more than about 20 ms. None
+            (the default) means off, unless the environment variable
+            ``AIOCOMM_LOOP_READS`` is ``1``: the I/O threads read everything.
     """
 
     def __init__(self, *, io_threads: int = 1, idle_timeout: float = 60.0,
                  message_size_max: int = 1 << 20, connect_timeout: float = 10.0,
                  invocation_timeout: float | None = None, close_timeout: float = 10.0,
-                 read_timeout: float = 10.0) -> None:
+                 read_timeout: float = 10.0, loop_reads: bool | None = None) -> None:
         _check_int("io_threads", io_threads, 1, 256)
         _check_int("message_size_max", message_size_max, 64, (1 << 31) - 1)
         for name, value in (("idle_timeout", idle_timeout), ("connect_timeout", connect_timeout),
@@ -111,16 +119,21 @@ class Communicator:
             _check_seconds(name, value)
         if invocation_timeout is not None:
             _check_seconds("invocation_timeout", invocation_timeout)
+        if loop_reads is None:
+            loop_reads = os.environ.get("AIOCOMM_LOOP_READS") == "1"
+        if not isinstance(loop_reads, bool):
+            raise TypeError(f"loop_reads must be a bool, not {type(loop_reads).__name__}")
         self._invocation_timeout = invocation_timeout
         self._options = {"io_threads": io_threads, "idle_timeout": idle_timeout,
                          "message_size_max": message_size_max,
                          "connect_timeout": connect_timeout,
                          "invocation_timeout": invocation_timeout,
-                         "close_timeout": close_timeout, "read_timeout": read_timeout}
+                         "close_timeout": close_timeout, "read_timeout": read_timeout,
+                         "loop_reads": loop_reads}
         self._inbox = _core.Inbox()
         self._handle = _core.Communicator(self._inbox, io_threads, message_size_max,
                                           float(idle_timeout), float(connect_timeout),
-                                          float(close_timeout), float(read_timeout))
+                                          float(close_timeout), float(read_timeout), loop_reads)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runtime: Runtime | None = None
         self._adapters: list[ObjectAdapter] = []

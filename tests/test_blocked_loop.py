@@ -36,11 +36,16 @@ BLOCKING_SERVER = textwrap.dedent("""
         def count(self, payload, current):
             return str(Blocker.seen).encode()
         seen = 0
+        comm = None
+        def handovers(self, payload, current):
+            return str(Blocker.comm.stats()["read_handovers"]).encode()
         def note(self, payload, current):
             Blocker.seen += 1
 
     async def main():
-        async with aiocomm.Communicator(idle_timeout=1.0) as comm:
+        async with aiocomm.Communicator(idle_timeout=1.0,
+                                        loop_reads=sys.argv[2] == "loop_reads") as comm:
+            Blocker.comm = comm
             adapter = comm.create_object_adapter()
             adapter.add(Blocker(), "b")
             adapter.activate()
@@ -56,10 +61,11 @@ BLOCKING_SERVER = textwrap.dedent("""
 
 
 @contextlib.asynccontextmanager
-async def blocking_server() -> AsyncIterator[str]:
+async def blocking_server(loop_reads: bool) -> AsyncIterator[str]:
     """Runs BLOCKING_SERVER on this test's loop kind; yields its endpoint."""
     loop_name = "uvloop" if "uvloop" in type(asyncio.get_running_loop()).__module__ else "asyncio"
-    server = subprocess.Popen([sys.executable, "-c", BLOCKING_SERVER, loop_name],
+    reads = "loop_reads" if loop_reads else "io_threads"
+    server = subprocess.Popen([sys.executable, "-c", BLOCKING_SERVER, loop_name, reads],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None
@@ -78,9 +84,15 @@ async def blocking_server() -> AsyncIterator[str]:
 
 
 
-async def test_blocked_server_loop_keeps_connection_and_order() -> None:
-    async with blocking_server() as endpoint, aiocomm.Communicator(
-            idle_timeout=1.0, invocation_timeout=20.0) as client:
+# Both ways of reading: by the I/O threads only, and by the loop itself,
+# which the I/O threads must then take over while it is blocked.
+both_ways = pytest.mark.parametrize("loop_reads", [False, True], ids=["io_threads", "loop_reads"])
+
+
+@both_ways
+async def test_blocked_server_loop_keeps_connection_and_order(loop_reads: bool) -> None:
+    async with blocking_server(loop_reads) as endpoint, aiocomm.Communicator(
+            idle_timeout=1.0, invocation_timeout=20.0, loop_reads=loop_reads) as client:
         prx = client.proxy(f"b:{endpoint}")
         await prx.ping()
         blocked = asyncio.ensure_future(prx.invoke("block", b"first"))
@@ -98,16 +110,20 @@ async def test_blocked_server_loop_keeps_connection_and_order() -> None:
         assert await asyncio.wait_for(blocked, 10) == b"first"
         assert [await c for c in later] == [str(i).encode() for i in range(200)]
         assert await prx.invoke("count") == b"500"
+        # A server loop that reads its sockets had a reactor read for it.
+        handovers = int(await prx.invoke("handovers"))
+        assert handovers >= 1 if loop_reads else handovers == 0
         assert client.stats()["connections"] == 1, "the connection was re-opened"
 
 
-async def test_blocked_client_loop_keeps_connection_and_replies() -> None:
+@both_ways
+async def test_blocked_client_loop_keeps_connection_and_replies(loop_reads: bool) -> None:
     # The client's own loop is stuck for 2.5 s (idle_timeout 1 s on both
     # sides) while the server answers 2,000 calls of 4 KiB: the client's
     # native threads read them all and keep the connection alive, and every
     # reply is delivered once the loop resumes.
-    async with blocking_server() as endpoint, aiocomm.Communicator(
-            idle_timeout=1.0, invocation_timeout=20.0) as client:
+    async with blocking_server(loop_reads) as endpoint, aiocomm.Communicator(
+            idle_timeout=1.0, invocation_timeout=20.0, loop_reads=loop_reads) as client:
         prx = client.proxy(f"b:{endpoint}")
         await prx.ping()
         payloads = [bytes([i % 256]) * 4096 for i in range(2000)]
@@ -118,6 +134,9 @@ async def test_blocked_client_loop_keeps_connection_and_replies() -> None:
         stats = client.stats()
         assert stats["connections"] == 1, "the connection was re-opened"
         assert stats["heartbeats_sent"] >= 1
+        # A loop that reads its socket had a reactor read for it here.
+        assert stats["read_handovers"] >= (1 if loop_reads else 0)
+        assert (stats["loop_read_calls"] > 0) == loop_reads
 
 
 async def test_destroy_sends_close_connection_to_clients() -> None:

@@ -163,7 +163,7 @@ void bind_communicator(py::module_& m) {
   py::class_<Handle>(m, "Communicator")
       .def(py::init([](PyInbox& inbox, int io_threads, std::size_t message_size_max,
                        double idle_timeout, double connect_timeout, double close_timeout,
-                       double read_timeout) {
+                       double read_timeout, bool loop_reads) {
              if (interpreter_finalizing()) {
                throw std::runtime_error("the interpreter is shutting down");
              }
@@ -174,11 +174,12 @@ void bind_communicator(py::module_& m) {
              options.connect_timeout = millis(connect_timeout);
              options.close_timeout = millis(close_timeout);
              options.read_timeout = millis(read_timeout);
+             options.loop_reads = loop_reads;
              return std::make_unique<Handle>(inbox, options);
            }),
            py::arg("inbox"), py::arg("io_threads"), py::arg("message_size_max"),
            py::arg("idle_timeout"), py::arg("connect_timeout"), py::arg("close_timeout"),
-           py::arg("read_timeout"))
+           py::arg("read_timeout"), py::arg("loop_reads") = false)
       .def("create_adapter",
            [](Handle& self, const std::string& host, int port) {
              core::AdapterAddress a;
@@ -222,6 +223,10 @@ void bind_communicator(py::module_& m) {
              return future;
            })
       .def("flush_deferred", [](Handle& self) { self.core().flush_deferred(); })
+      // Non-blocking reads on the loop thread, which holds the GIL: a thread
+      // that is reading the same socket is never waited for.
+      .def("read_ready_sockets", [](Handle& self) { self.core().read_ready_sockets(); },
+           "Read the connections whose sockets are ready (loop thread), into the inbox.")
       .def("cancel", [](Handle& self, std::int32_t id) { self.core().cancel(id); })
       .def("reply",
            [](Handle& self, std::uint64_t connection_id, std::int32_t request_id, int status,

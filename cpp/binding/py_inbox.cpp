@@ -163,6 +163,8 @@ void bind_inbox(py::module_& m) {
                       }))
       .def(py::init<>())
       .def_property_readonly("fd", [](const PyInbox& self) { return self.inbox->fd(); })
+      .def_property_readonly("sockets_fd", [](const PyInbox& self) { return self.inbox->sockets_fd(); },
+                             "Readable while a socket the loop reads itself has input.")
       .def("drain", &drain, py::arg("handle"), py::arg("deliver"),
            "Deliver every event queued so far, in order (loop thread): complete the futures "
            "of successful replies, dispatch the common requests, return the other events.")

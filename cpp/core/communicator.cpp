@@ -1,6 +1,7 @@
 #include "core/communicator.h"
 
 #include <algorithm>
+#include <array>
 #include <limits>
 
 namespace aiocomm::core {
@@ -195,6 +196,21 @@ bool Communicator::send_on(const std::shared_ptr<Connection>& connection,
   auto result = connection->send(std::move(message), sent_id);
   if (written) *written = result == Connection::SendResult::written;
   return result != Connection::SendResult::closed;
+}
+
+void Communicator::read_ready_sockets() {
+  std::array<platform::PollEvent, 64> events;
+  for (const auto& event : inbox_->ready_sockets(events)) {
+    auto id = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(event.token));
+    std::shared_ptr<Connection> connection;
+    {
+      std::lock_guard lock(registry_mutex_);
+      auto it = connections_.find(id);
+      if (it == connections_.end()) continue;  // closed since: already unwatched
+      connection = it->second;
+    }
+    connection->read_by_loop();
+  }
 }
 
 void Communicator::flush_deferred() {
@@ -527,6 +543,8 @@ std::vector<std::pair<std::string, std::uint64_t>> Communicator::stats() {
       {"messages_in", c.messages_in.load()},
       {"messages_out", c.messages_out.load()},
       {"read_calls", c.read_calls.load()},
+      {"loop_read_calls", c.loop_read_calls.load()},
+      {"read_handovers", c.read_handovers.load()},
       {"write_calls", c.write_calls.load()},
       {"direct_writes", c.direct_writes.load()},
       {"heartbeats_sent", c.heartbeats_sent.load()},

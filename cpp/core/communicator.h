@@ -97,6 +97,9 @@ class Communicator final : public ConnectionHost {
   // Deferred sends queue without a system call; this writes each touched
   // connection's queue with one writev. The loop calls it once per batch.
   void flush_deferred();
+  // Loop thread: reads the connections whose sockets the inbox's poller
+  // reports ready (see Connection::read_by_loop). Never blocks.
+  void read_ready_sockets();
   std::optional<std::pair<platform::Address, platform::Address>> connection_addresses(
       std::uint64_t connection_id);
 
@@ -123,6 +126,9 @@ class Communicator final : public ConnectionHost {
   BufferPool& buffers() override { return *buffers_; }
   ConnectionStats& connection_stats() override { return connection_stats_; }
   void dispatch_started() override;
+  void schedule(std::chrono::milliseconds delay, std::function<void()> callback) override {
+    timer_.schedule(delay, std::move(callback));
+  }
   void on_client_connected(const std::shared_ptr<Connection>& connection,
                            const Endpoint& endpoint) override;
   void on_connection_closed(const std::shared_ptr<Connection>& connection, CloseKind kind,

@@ -101,6 +101,7 @@ void Connection::start_server(platform::UniqueFd fd) {
     want_write_ = true;
     reactor_.watch(fd_.get(), platform::poll_read | platform::poll_write, shared_from_this());
   }
+  offer_to_loop();
 }
 
 void Connection::begin_connect() {
@@ -187,6 +188,11 @@ void Connection::on_ready(std::uint32_t bits) {
     close_now(CloseKind::lost, "connection lost while paused for back-pressure");
     return;
   }
+  // While the loop reads, readability only tells the sentinel to check on it.
+  if ((bits & platform::poll_read) && !(bits & platform::poll_error) &&
+      loop_reads_.load(std::memory_order_acquire) && on_sentinel()) {
+    bits &= ~platform::poll_read;
+  }
   if (bits & (platform::poll_read | platform::poll_error)) {
     on_readable();
     if (state() == State::closed) return;
@@ -205,6 +211,20 @@ void Connection::on_ready(std::uint32_t bits) {
 }
 
 void Connection::on_readable() {
+  std::lock_guard read_lock(read_mutex_);
+  read_rounds();
+  if (!loop_reads_.load(std::memory_order_acquire) && !read_ended()) {
+    // Read for a stalled loop: give the reading back once it drains again.
+    std::lock_guard lock(mutex_);
+    if (loop_watched_ && !loop_retired_ && reading_ && state_ != State::closed &&
+        host_.inbox().last_take_nanos() > handed_over_at_) {
+      give_reading_to_loop_locked();
+    }
+  }
+}
+
+void Connection::read_rounds() {
+  if (read_ended_) return;
   auto& stats = host_.connection_stats();
   // Read what the socket has, a bounded amount per wake-up so one busy
   // connection cannot starve the others on this thread.
@@ -215,6 +235,7 @@ void Connection::on_readable() {
     // replies). Untouched pages of the buffer cost no memory.
     auto space = read_buffer_.free_space(read_chunk);
     stats.read_calls.fetch_add(1, std::memory_order_relaxed);
+    if (reading_on_loop_) stats.loop_read_calls.fetch_add(1, std::memory_order_relaxed);
     long n = platform::read_some(fd_.get(), space);
     if (n > 0) {
       read_buffer_.commit(static_cast<std::size_t>(n));
@@ -233,12 +254,12 @@ void Connection::on_readable() {
       }
       // After our close-connection, the peer closing its side is the
       // expected end of a graceful close.
-      close_now(graceful ? CloseKind::local : CloseKind::lost,
+      end_read(graceful ? CloseKind::local : CloseKind::lost,
                 graceful ? "connection closed" : "connection lost: the peer closed the socket");
       return;
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-    close_now(CloseKind::lost, "connection lost: " + std::string(std::strerror(errno)));
+    end_read(CloseKind::lost, "connection lost: " + std::string(std::strerror(errno)));
     return;
   }
   // A buffer that grew for one large message does not stay large.
@@ -255,7 +276,7 @@ bool Connection::parse_messages() {
       header = protocol::parse_header(available, size_max);
     } catch (const protocol::ProtocolError& e) {
       host_.connection_stats().protocol_errors.fetch_add(1, std::memory_order_relaxed);
-      close_now(CloseKind::protocol_error, std::string("ProtocolError: ") + e.what());
+      end_read(CloseKind::protocol_error, std::string("ProtocolError: ") + e.what());
       return false;
     }
     auto size = static_cast<std::size_t>(header.size);
@@ -271,18 +292,18 @@ bool Connection::parse_messages() {
       handle_message(header.type, available.subspan(protocol::header_size, size - protocol::header_size));
     } catch (const protocol::ProtocolError& e) {
       host_.connection_stats().protocol_errors.fetch_add(1, std::memory_order_relaxed);
-      close_now(CloseKind::protocol_error, std::string("ProtocolError: ") + e.what());
+      end_read(CloseKind::protocol_error, std::string("ProtocolError: ") + e.what());
       return false;
     } catch (const std::exception& e) {
       // Whatever a message provokes (bad_alloc included) ends this
       // connection, never the reactor thread and with it the process.
       host_.connection_stats().protocol_errors.fetch_add(1, std::memory_order_relaxed);
-      close_now(CloseKind::protocol_error,
+      end_read(CloseKind::protocol_error,
                 std::string("ProtocolError: the message could not be handled: ") + e.what());
       return false;
     }
     read_buffer_.consume(size);
-    if (state() == State::closed) {
+    if (read_ended()) {
       deliver_parsed();
       return false;
     }
@@ -310,11 +331,15 @@ void Connection::handle_message(MessageType type, protocol::ByteView body) {
         update_interest_locked();
       }
       host_.inbox().push_all(sent);
-      if (!ok) close_now(CloseKind::lost, "connection lost while writing");
+      if (!ok) {
+        end_read(CloseKind::lost, "connection lost while writing");
+        return;
+      }
+      offer_to_loop();
       return;
     }
     case MessageType::close_connection:
-      close_now(CloseKind::by_peer, "connection closed by the peer");
+      end_read(CloseKind::by_peer, "connection closed by the peer");
       return;
     case MessageType::reply:
       handle_reply(body);
@@ -392,7 +417,19 @@ void Connection::handle_requests(std::vector<protocol::Request> requests) {
   }
 }
 
-void Connection::deliver_parsed() { host_.inbox().push_all(parsed_); }
+void Connection::deliver_parsed() { host_.inbox().push_all(parsed_, !reading_on_loop_); }
+
+void Connection::end_read(CloseKind kind, const std::string& reason) {
+  if (!reading_on_loop_) {
+    close_now(kind, reason);
+    return;
+  }
+  read_ended_ = true;
+  deliver_parsed();
+  abort(kind, reason);
+}
+
+bool Connection::read_ended() { return read_ended_ || state() == State::closed; }
 
 Connection::SendResult Connection::send(std::shared_ptr<const protocol::Bytes> message,
                                         std::int32_t sent_id) {
@@ -560,11 +597,12 @@ void Connection::update_interest_locked() {
   // vain until then.
   bool want = !queue_.empty() && !batch_open_ && !writing_ &&
               (state_ == State::active || state_ == State::closing);
-  if (want == want_write_ && reading_ == read_watched_) return;
+  bool watch_read = reading_ && (!loop_reads_ || sentinel_armed_);
+  if (want == want_write_ && watch_read == read_watched_) return;
   want_write_ = want;
-  read_watched_ = reading_;
+  read_watched_ = watch_read;
   host_.connection_stats().interest_changes.fetch_add(1, std::memory_order_relaxed);
-  reactor_.rewatch(fd_.get(), (reading_ ? platform::poll_read : 0u) | (want ? platform::poll_write : 0u),
+  reactor_.rewatch(fd_.get(), (watch_read ? platform::poll_read : 0u) | (want ? platform::poll_write : 0u),
                    this);
 }
 
@@ -625,6 +663,9 @@ void Connection::abort(CloseKind kind, std::string reason) {
 }
 
 void Connection::close_now(CloseKind kind, const std::string& reason) {
+  // A loop thread in the middle of a read finishes it first (it never
+  // waits for anything, so this wait is short).
+  std::lock_guard read_lock(read_mutex_);
   deliver_parsed();  // what arrived before the close is delivered before it
   std::deque<Queued> dropped;
   {
@@ -639,6 +680,7 @@ void Connection::close_now(CloseKind kind, const std::string& reason) {
     dropped.swap(queue_);
     if (fd_) {
       reactor_.unwatch(fd_.get(), this);
+      if (loop_watched_) host_.inbox().unwatch_socket(fd_.get());
       fd_.reset();
     }
   }

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -53,6 +54,8 @@ struct ConnectionStats {
   std::atomic<std::uint64_t> protocol_errors{0};
   std::atomic<std::uint64_t> read_pauses{0};      // back-pressure engaged
   std::atomic<std::uint64_t> interest_changes{0}; // epoll_ctl calls to (un)watch writes
+  std::atomic<std::uint64_t> loop_read_calls{0};  // read_calls made by the loop thread
+  std::atomic<std::uint64_t> read_handovers{0};   // the loop stalled: the reactor read for it
 };
 
 // What a connection needs from the communicator that owns it.
@@ -65,6 +68,8 @@ class ConnectionHost {
   virtual ConnectionStats& connection_stats() = 0;
   // A request will be handed to the loop (the destroy path waits for these).
   virtual void dispatch_started() = 0;
+  // Any thread: runs `callback` on the timer thread after `delay`.
+  virtual void schedule(std::chrono::milliseconds delay, std::function<void()> callback) = 0;
   // Reactor thread: a client connection reached `endpoint` (one of its
   // target's), so other targets listing that endpoint may share it.
   virtual void on_client_connected(const std::shared_ptr<Connection>& connection,
@@ -122,6 +127,13 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   // Reactor thread, or any thread once the reactor is stopped.
   void close_now(CloseKind kind, const std::string& reason);
 
+  // Loop thread, when the inbox's poller reports the socket ready: reads
+  // what the socket has, as the reactor would, and queues what it parsed
+  // in the inbox without a wake-up (the caller drains it next). At one
+  // call in flight this saves two thread hops per round trip. Never waits:
+  // while the reactor reads, the poller reports what it leaves.
+  void read_by_loop();
+
   // Loop thread: a dispatch of a request from this connection ended.
   void dispatch_finished();
   // Timer thread: heartbeat, idle and slow-sender checks.
@@ -155,7 +167,19 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   void try_next_endpoint();
   void on_connected();
   void on_readable();
-  bool parse_messages();  // false when the connection was closed
+  void read_rounds();  // read_mutex_ held
+  // Ends reading after an end of stream, a socket error or a bad message:
+  // closes here on the reactor thread, or has the reactor close (the loop
+  // thread may not touch the reactor's registrations).
+  void end_read(CloseKind kind, const std::string& reason);
+  bool read_ended();  // read_mutex_ held
+  // Loop reads (loop_reads.cpp).
+  void offer_to_loop();
+  bool give_reading_to_loop();
+  void give_reading_to_loop_locked();
+  void retire_loop_reads_locked();
+  bool on_sentinel();
+  void check_loop_alive(std::int64_t fired_at);  bool parse_messages();  // false when the connection was closed
   void handle_message(protocol::MessageType type, protocol::ByteView body);
   void handle_reply(protocol::ByteView body);
   void handle_requests(std::vector<protocol::Request> requests);
@@ -216,14 +240,39 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   platform::Address local_;
   platform::Address peer_;
 
-  // Reactor thread only.
+  // Who reads. Once active, the loop reads, and the reactor only keeps a
+  // sentinel watch: readability it sees starts a grace period (loop_grace),
+  // after which, if the loop has not read since, the reactor takes the
+  // reading back, so that a blocked loop never stops heartbeats, closes or
+  // back-pressure. It gives it back as soon as the loop drains the inbox
+  // again (or reads the socket first). A race for each message would leave
+  // the reading with whoever is awake, the reactor mostly. Paused for
+  // back-pressure, the loop gives reading up for good (the socket leaves
+  // the loop's poller, which would otherwise report it again and again).
+  // Guarded by mutex_, loop_reads_ also read without it.
+  std::atomic<bool> loop_reads_ = false;
+  bool sentinel_armed_ = false;
+  bool loop_retired_ = false;
+  bool loop_watched_ = false;  // in the inbox's poller of loop-read sockets
+  std::atomic<std::int64_t> loop_read_at_{0};
+  std::int64_t handed_over_at_ = 0;
+  static constexpr std::chrono::milliseconds loop_grace{20};
+
+  // Held by whoever reads (the reactor, or the loop, which only tries it
+  // and never waits) and by close_now: the read buffer and parsed_ are
+  // theirs. Recursive: a read that ends the connection closes under it.
+  std::recursive_mutex read_mutex_;
+  bool reading_on_loop_ = false;
+  bool read_ended_ = false;  // the loop read an end: the reactor closes
   std::vector<Event> parsed_;  // see deliver_parsed()
+  ReadBuffer read_buffer_;
+
+  // Reactor thread only.
   std::size_t endpoint_index_ = 0;  // the next endpoint to try
   std::size_t trying_endpoint_ = 0;  // the endpoint the addresses belong to
   std::vector<platform::ResolvedAddress> addresses_;
   std::size_t address_index_ = 0;
   std::string last_connect_error_ = "no endpoint";
-  ReadBuffer read_buffer_;
 
   using Nanos = std::int64_t;
   std::atomic<Nanos> last_read_{0};

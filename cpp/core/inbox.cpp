@@ -1,5 +1,7 @@
 #include "core/inbox.h"
 
+#include <chrono>
+
 namespace aiocomm::core {
 
 void Inbox::push(Event&& event) {
@@ -15,7 +17,7 @@ void Inbox::push(Event&& event) {
   }
 }
 
-void Inbox::push_all(std::vector<Event>& events) {
+void Inbox::push_all(std::vector<Event>& events, bool wake) {
   if (events.empty()) return;
   bool was_empty;
   {
@@ -24,16 +26,25 @@ void Inbox::push_all(std::vector<Event>& events) {
     for (auto& e : events) queue_.push_back(std::move(e));
   }
   events.clear();
-  if (was_empty) {
+  if (was_empty && wake) {
     wakeups_.fetch_add(1, std::memory_order_relaxed);
     wakeup_.notify();
   }
+}
+
+void Inbox::watch_socket(int fd, std::uint64_t connection_id) {
+  // The token is the id, not the connection: an event may outlive it.
+  sockets_.add(fd, platform::poll_read, reinterpret_cast<void*>(static_cast<std::uintptr_t>(connection_id)));
 }
 
 void Inbox::take_all(std::vector<Event>& out) {
   // Drain the descriptor before taking the queue: a push that lands after
   // the swap finds the queue empty and wakes us again, so nothing is missed.
   wakeup_.drain();
+  last_take_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                       std::chrono::steady_clock::now().time_since_epoch())
+                       .count(),
+                   std::memory_order_relaxed);
   std::lock_guard lock(mutex_);
   delivered_.fetch_add(queue_.size(), std::memory_order_relaxed);
   if (out.empty()) {

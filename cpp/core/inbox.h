@@ -9,7 +9,10 @@
 #include <mutex>
 #include <vector>
 
+#include <span>
+
 #include "core/event.h"
+#include "platform/poller.h"
 #include "platform/wakeup.h"
 
 namespace aiocomm::core {
@@ -23,18 +26,35 @@ class Inbox {
 
   // Any thread. Never blocks beyond the queue lock.
   void push(Event&& event);
-  void push_all(std::vector<Event>& events);
+  // `wake` false: the caller is the loop thread, which drains next.
+  void push_all(std::vector<Event>& events, bool wake = true);
 
   // The loop thread: appends everything queued so far to `out`, in order.
   void take_all(std::vector<Event>& out);
+
+  // The sockets the loop reads itself (see Connection::read_by_loop): the
+  // loop watches sockets_fd(), and asks which connections are ready. Any
+  // thread registers; a connection unwatches before it closes its socket.
+  int sockets_fd() const noexcept { return sockets_.fd(); }
+  void watch_socket(int fd, std::uint64_t connection_id);
+  void unwatch_socket(int fd) noexcept { sockets_.remove(fd); }
+  // Loop thread, never blocks: the ids of the connections with input.
+  std::span<platform::PollEvent> ready_sockets(std::span<platform::PollEvent> out) {
+    return sockets_.wait(out, 0);
+  }
+
+  // When the loop last took events: a loop that drains is not blocked.
+  std::int64_t last_take_nanos() const noexcept { return last_take_.load(std::memory_order_relaxed); }
 
   std::uint64_t wakeups() const noexcept { return wakeups_.load(std::memory_order_relaxed); }
   std::uint64_t delivered() const noexcept { return delivered_.load(std::memory_order_relaxed); }
 
  private:
   platform::Wakeup wakeup_;
+  platform::Poller sockets_;
   std::mutex mutex_;
   std::vector<Event> queue_;
+  std::atomic<std::int64_t> last_take_{0};
   std::atomic<std::uint64_t> wakeups_{0};
   std::atomic<std::uint64_t> delivered_{0};
 };

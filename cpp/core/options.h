@@ -17,6 +17,9 @@ struct Options {
   std::chrono::milliseconds close_timeout{10'000};
   // A message that has started to arrive must be complete within this time.
   std::chrono::milliseconds read_timeout{10'000};
+  // The loop reads each active connection's socket itself while it is
+  // responsive (see Connection::read_by_loop); off, reactors read them all.
+  bool loop_reads = false;
 };
 
 }  // namespace aiocomm::core

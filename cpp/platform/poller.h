@@ -36,6 +36,10 @@ class Poller {
   // Only the owning I/O thread calls it.
   std::span<PollEvent> wait(std::span<PollEvent> out, int timeout_ms);
 
+  // Readable while a registered descriptor is ready: a poller can itself
+  // be watched by another poller (an event loop's).
+  int fd() const noexcept { return epoll_fd_.get(); }
+
  private:
   UniqueFd epoll_fd_;
 };

@@ -5,6 +5,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 
 #include <cerrno>
 #include <cstring>
@@ -131,6 +132,11 @@ Address peer_address(int fd) {
   socklen_t length = sizeof ss;
   if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &length) != 0) return {};
   return to_address(ss);
+}
+
+bool has_input(int fd) noexcept {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, 0) > 0;
 }
 
 long read_some(int fd, std::span<std::uint8_t> into) noexcept {

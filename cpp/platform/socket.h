@@ -43,6 +43,9 @@ UniqueFd start_connect(const ResolvedAddress& to, bool& in_progress);
 // The pending error of a socket (0 when the connect succeeded).
 int connect_error(int fd) noexcept;
 
+// Whether bytes (or an end of stream) wait to be read, without reading them.
+bool has_input(int fd) noexcept;
+
 Address local_address(int fd);
 Address peer_address(int fd);
 

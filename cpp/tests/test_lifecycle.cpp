@@ -1095,3 +1095,87 @@ TEST(client_connection_lost_fails_or_retries_idempotent) {
   CHECK_EQ(decoded.operation, "idem");
   CHECK(!client.loop.find(EventKind::failed, idem));
 }
+
+// ------------------------------------------------------------- loop reads
+
+namespace {
+
+std::uint64_t stat(Communicator& c, const std::string& name) {
+  for (auto& [key, value] : c.stats()) {
+    if (key == name) return value;
+  }
+  return ~std::uint64_t{0};
+}
+
+// What the Python runtime does when the inbox's socket poller is readable:
+// read the ready connections here, then drain.
+void pump_with_socket_reads(Node& n, Ms timeout) {
+  pollfd p[2] = {{n.loop.inbox->sockets_fd(), POLLIN, 0}, {n.loop.inbox->fd(), POLLIN, 0}};
+  ::poll(p, 2, static_cast<int>(timeout.count()));
+  n.comm->read_ready_sockets();
+  n.loop.pump(0ms);
+}
+
+// One echo through a server whose loop answers by hand; `reads` says whether
+// the client's loop reads its sockets meanwhile. The reply, if it came.
+std::optional<Event> echo(Node& server, Node& client, const std::shared_ptr<const core::Target>& target,
+                          std::size_t nth, bool reads) {
+  auto id = call(*client.comm, target, "echo", bytes("x"));
+  auto req = server.loop.wait_request(nth);
+  if (!req) return std::nullopt;
+  server.comm->send_reply(req->connection_id, ok_reply(*req, bytes("y")));
+  auto deadline = Clock::now() + long_wait;
+  while (!client.loop.find(EventKind::reply, id) && Clock::now() < deadline) {
+    if (reads) {
+      pump_with_socket_reads(client, 50ms);
+    } else {
+      client.loop.pump(50ms);
+    }
+  }
+  return client.loop.find(EventKind::reply, id);
+}
+
+}  // namespace
+
+TEST(loop_reads_its_sockets_and_the_reactor_reads_while_it_stalls) {
+  core::Options options;
+  options.loop_reads = true;
+  Node server, client(options);
+  auto adapter = server.comm->create_adapter("127.0.0.1", 0);
+  auto target = target_for(adapter.address.port);
+  REQUIRE(echo(server, client, target, 0, true));  // connected; the loop took the reading
+
+  // The loop reads every reply itself: no reactor wake-up hands them over.
+  auto loop_reads = stat(*client.comm, "loop_read_calls");
+  auto wakeups = stat(*client.comm, "inbox_wakeups");
+  for (std::size_t i = 1; i <= 20; ++i) {
+    auto reply = echo(server, client, target, i, true);
+    REQUIRE(reply);
+    CHECK_EQ(reply->body, bytes("y"));
+  }
+  CHECK(stat(*client.comm, "loop_read_calls") - loop_reads >= 20);
+  CHECK(stat(*client.comm, "inbox_wakeups") - wakeups <= 2);
+  CHECK_EQ(stat(*client.comm, "read_handovers"), 0u);
+
+  // The loop stops reading its sockets (blocked): within the grace period
+  // the reactor takes the reading back, and replies still arrive.
+  for (std::size_t i = 21; i <= 23; ++i) REQUIRE(echo(server, client, target, i, false));
+  CHECK(stat(*client.comm, "read_handovers") >= 1);
+
+  // Back, the loop takes the reading again.
+  loop_reads = stat(*client.comm, "loop_read_calls");
+  for (std::size_t i = 24; i <= 30; ++i) REQUIRE(echo(server, client, target, i, true));
+  CHECK(stat(*client.comm, "loop_read_calls") - loop_reads >= 6);
+  CHECK(!client.loop.find(EventKind::failed));
+}
+
+TEST(loop_reads_off_leaves_every_read_to_the_reactor) {
+  core::Options options;
+  options.loop_reads = false;
+  Node server, client(options);
+  auto adapter = server.comm->create_adapter("127.0.0.1", 0);
+  auto target = target_for(adapter.address.port);
+  for (std::size_t i = 0; i < 5; ++i) REQUIRE(echo(server, client, target, i, true));
+  CHECK_EQ(stat(*client.comm, "loop_read_calls"), 0u);
+  CHECK(stat(*client.comm, "inbox_wakeups") >= 5);
+}

@@ -1,0 +1,108 @@
+"""``loop_reads=True``: the loop reads its own connections while it runs, so
+a reply wakes the loop once, not a native thread that then wakes the loop.
+Native threads read for it while it is blocked (see test_blocked_loop.py,
+which runs with the option on and off). Off, the default, they read all."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import pytest
+
+import aiocomm
+
+CALLS = 200
+
+
+class Echo:
+    def echo(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        return payload
+
+
+def _delta(after: dict[str, int], before: dict[str, int], key: str) -> int:
+    return after[key] - before[key]
+
+
+async def _sequential_echoes(loop_reads: bool) -> tuple[dict[str, Any], list[bytes]]:
+    async with aiocomm.Communicator(loop_reads=loop_reads) as server, \
+            aiocomm.Communicator(loop_reads=loop_reads) as client:
+        adapter = server.create_object_adapter("tcp -h 127.0.0.1 -p 0")
+        adapter.add(Echo(), "echo")
+        adapter.activate()
+        proxy = client.proxy(f"echo:{adapter.endpoints[0]}")
+        await proxy.invoke("echo", b"warm-up")  # connected; the loops took the reading
+        client_before, server_before = client.stats(), server.stats()
+        replies = [await proxy.invoke("echo", i.to_bytes(2, "big")) for i in range(CALLS)]
+        client_after, server_after = client.stats(), server.stats()
+        counts = {
+            side: {key: _delta(after, before, key)
+                   for key in ("inbox_wakeups", "loop_read_calls", "read_calls",
+                               "read_handovers")}
+            for side, after, before in (("client", client_after, client_before),
+                                        ("server", server_after, server_before))
+        }
+        return counts, replies
+
+
+async def test_replies_and_requests_are_read_by_the_loop_without_wakeups() -> None:
+    counts, replies = await _sequential_echoes(loop_reads=True)
+    assert replies == [i.to_bytes(2, "big") for i in range(CALLS)]
+    for side in ("client", "server"):
+        c = counts[side]
+        # One message per read at one call in flight, read on the loop...
+        assert c["loop_read_calls"] >= CALLS * 0.9, (side, c)
+        # ...so the native threads hardly ever wake the loop.
+        assert c["inbox_wakeups"] <= CALLS * 0.1, (side, c)
+        assert c["read_handovers"] == 0, (side, c)
+
+
+async def test_loop_reads_off_leaves_reads_to_native_threads() -> None:
+    counts, replies = await _sequential_echoes(loop_reads=False)
+    assert replies == [i.to_bytes(2, "big") for i in range(CALLS)]
+    for side in ("client", "server"):
+        c = counts[side]
+        assert c["loop_read_calls"] == 0, (side, c)
+        assert c["read_calls"] >= CALLS, (side, c)
+        assert c["inbox_wakeups"] >= CALLS * 0.9, (side, c)
+
+
+async def test_a_busy_loop_hands_reading_back_and_takes_it_again() -> None:
+    async with aiocomm.Communicator(loop_reads=True) as server, \
+            aiocomm.Communicator(loop_reads=True) as client:
+        adapter = server.create_object_adapter("tcp -h 127.0.0.1 -p 0")
+        adapter.add(Echo(), "echo")
+        adapter.activate()
+        proxy = client.proxy(f"echo:{adapter.endpoints[0]}")
+        await proxy.invoke("echo", b"warm-up")
+        # Both ends live on this loop: stall it with a call in flight. The
+        # request, or the reply if the loop answered before it stalled,
+        # sits unread, and a reactor must take the reading back.
+        call = asyncio.ensure_future(proxy.invoke("echo", b"during"))
+        await asyncio.sleep(0)  # the request leaves
+        time.sleep(0.3)
+        assert await call == b"during"
+
+        def handovers() -> int:
+            return server.stats()["read_handovers"] + client.stats()["read_handovers"]
+
+        def loop_reads() -> int:
+            return server.stats()["loop_read_calls"] + client.stats()["loop_read_calls"]
+
+        assert handovers() >= 1
+        before = loop_reads()
+        for i in range(20):
+            assert await proxy.invoke("echo", bytes([i])) == bytes([i])
+        assert loop_reads() - before >= 36  # the loop reads both ends again
+
+
+async def test_loop_reads_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match="loop_reads"):
+        aiocomm.Communicator(loop_reads=1)  # type: ignore[arg-type]
+    async with aiocomm.Communicator(loop_reads=False) as comm:
+        assert comm.options["loop_reads"] is False
+    async with aiocomm.Communicator() as comm:
+        # By default the I/O threads read (issue 3), unless the environment asks.
+        assert comm.options["loop_reads"] is (os.environ.get("AIOCOMM_LOOP_READS") == "1")
