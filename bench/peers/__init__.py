@@ -21,6 +21,12 @@ class PeerSpec:
 PEERS: tuple[PeerSpec, ...] = (
     PeerSpec("aiocomm", "aiocomm", "aiocomm", "this project: proxy.invoke / adapter.add"),
     PeerSpec(
+        "aiocomm_loop_reads",
+        "aiocomm",
+        "aiocomm",
+        "this project with Communicator(loop_reads=True): the loop reads its own sockets",
+    ),
+    PeerSpec(
         "raw_streams",
         "asyncio",
         "(stdlib)",

@@ -1,4 +1,7 @@
-"""aiocomm: ``adapter.add(servant, "echo")`` on the server, ``proxy.invoke("echo", payload)``."""
+"""aiocomm: ``adapter.add(servant, "echo")`` on the server, ``proxy.invoke("echo", payload)``.
+
+Its defaults: the I/O threads read every socket (``loop_reads=False``).
+"""
 
 from __future__ import annotations
 
@@ -24,8 +27,8 @@ def _port(endpoint: str) -> int:
 
 
 @contextlib.asynccontextmanager
-async def serve(host: str) -> AsyncIterator[int]:
-    async with aiocomm.Communicator() as communicator:
+async def serve(host: str, loop_reads: bool = False) -> AsyncIterator[int]:
+    async with aiocomm.Communicator(loop_reads=loop_reads) as communicator:
         adapter = communicator.create_object_adapter(f"tcp -h {host} -p 0")
         adapter.add(EchoServant(), "echo")
         adapter.activate()
@@ -33,8 +36,8 @@ async def serve(host: str) -> AsyncIterator[int]:
 
 
 @contextlib.asynccontextmanager
-async def connect(host: str, port: int) -> AsyncIterator[Call]:
-    async with aiocomm.Communicator() as communicator:
+async def connect(host: str, port: int, loop_reads: bool = False) -> AsyncIterator[Call]:
+    async with aiocomm.Communicator(loop_reads=loop_reads) as communicator:
         proxy = communicator.proxy(f"echo:tcp -h {host} -p {port}")
         await proxy.ping()  # connect outside the measurement
 
