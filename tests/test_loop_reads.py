@@ -6,8 +6,10 @@ which runs with the option on and off). Off, the default, they read all."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -26,7 +28,10 @@ def _delta(after: dict[str, int], before: dict[str, int], key: str) -> int:
     return after[key] - before[key]
 
 
-async def _sequential_echoes(loop_reads: bool) -> tuple[dict[str, Any], list[bytes]]:
+@contextlib.asynccontextmanager
+async def _echo_pair(loop_reads: bool) -> AsyncIterator[
+        tuple[aiocomm.Communicator, aiocomm.Communicator, aiocomm.Proxy]]:
+    """A server with an echo servant and a connected client, both with `loop_reads`."""
     async with aiocomm.Communicator(loop_reads=loop_reads) as server, \
             aiocomm.Communicator(loop_reads=loop_reads) as client:
         adapter = server.create_object_adapter("tcp -h 127.0.0.1 -p 0")
@@ -34,6 +39,11 @@ async def _sequential_echoes(loop_reads: bool) -> tuple[dict[str, Any], list[byt
         adapter.activate()
         proxy = client.proxy(f"echo:{adapter.endpoints[0]}")
         await proxy.invoke("echo", b"warm-up")  # connected; the loops took the reading
+        yield server, client, proxy
+
+
+async def _sequential_echoes(loop_reads: bool) -> tuple[dict[str, Any], list[bytes]]:
+    async with _echo_pair(loop_reads) as (server, client, proxy):
         client_before, server_before = client.stats(), server.stats()
         replies = [await proxy.invoke("echo", i.to_bytes(2, "big")) for i in range(CALLS)]
         client_after, server_after = client.stats(), server.stats()
@@ -70,13 +80,7 @@ async def test_loop_reads_off_leaves_reads_to_native_threads() -> None:
 
 
 async def test_a_busy_loop_hands_reading_back_and_takes_it_again() -> None:
-    async with aiocomm.Communicator(loop_reads=True) as server, \
-            aiocomm.Communicator(loop_reads=True) as client:
-        adapter = server.create_object_adapter("tcp -h 127.0.0.1 -p 0")
-        adapter.add(Echo(), "echo")
-        adapter.activate()
-        proxy = client.proxy(f"echo:{adapter.endpoints[0]}")
-        await proxy.invoke("echo", b"warm-up")
+    async with _echo_pair(loop_reads=True) as (server, client, proxy):
         # Both ends live on this loop: stall it with a call in flight. The
         # request, or the reply if the loop answered before it stalled,
         # sits unread, and a reactor must take the reading back.

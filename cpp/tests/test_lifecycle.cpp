@@ -1135,21 +1135,35 @@ std::optional<Event> echo(Node& server, Node& client, const std::shared_ptr<cons
   return client.loop.find(EventKind::reply, id);
 }
 
+// A server whose loop answers by hand, and a client with `loop_reads`.
+struct EchoPair {
+  explicit EchoPair(bool loop_reads) : client(with_loop_reads(loop_reads)) {
+    target = target_for(server.comm->create_adapter("127.0.0.1", 0).address.port);
+  }
+  static core::Options with_loop_reads(bool on) {
+    core::Options options;
+    options.loop_reads = on;
+    return options;
+  }
+  std::optional<Event> echo(std::size_t nth, bool reads) {
+    return ::echo(server, client, target, nth, reads);
+  }
+  Node server, client;
+  std::shared_ptr<const core::Target> target;
+};
+
 }  // namespace
 
 TEST(loop_reads_its_sockets_and_the_reactor_reads_while_it_stalls) {
-  core::Options options;
-  options.loop_reads = true;
-  Node server, client(options);
-  auto adapter = server.comm->create_adapter("127.0.0.1", 0);
-  auto target = target_for(adapter.address.port);
-  REQUIRE(echo(server, client, target, 0, true));  // connected; the loop took the reading
+  EchoPair pair(true);
+  auto& client = pair.client;
+  REQUIRE(pair.echo(0, true));  // connected; the loop took the reading
 
   // The loop reads every reply itself: no reactor wake-up hands them over.
   auto loop_reads = stat(*client.comm, "loop_read_calls");
   auto wakeups = stat(*client.comm, "inbox_wakeups");
   for (std::size_t i = 1; i <= 20; ++i) {
-    auto reply = echo(server, client, target, i, true);
+    auto reply = pair.echo(i, true);
     REQUIRE(reply);
     CHECK_EQ(reply->body, bytes("y"));
   }
@@ -1159,23 +1173,19 @@ TEST(loop_reads_its_sockets_and_the_reactor_reads_while_it_stalls) {
 
   // The loop stops reading its sockets (blocked): within the grace period
   // the reactor takes the reading back, and replies still arrive.
-  for (std::size_t i = 21; i <= 23; ++i) REQUIRE(echo(server, client, target, i, false));
+  for (std::size_t i = 21; i <= 23; ++i) REQUIRE(pair.echo(i, false));
   CHECK(stat(*client.comm, "read_handovers") >= 1);
 
   // Back, the loop takes the reading again.
   loop_reads = stat(*client.comm, "loop_read_calls");
-  for (std::size_t i = 24; i <= 30; ++i) REQUIRE(echo(server, client, target, i, true));
+  for (std::size_t i = 24; i <= 30; ++i) REQUIRE(pair.echo(i, true));
   CHECK(stat(*client.comm, "loop_read_calls") - loop_reads >= 6);
   CHECK(!client.loop.find(EventKind::failed));
 }
 
 TEST(loop_reads_off_leaves_every_read_to_the_reactor) {
-  core::Options options;
-  options.loop_reads = false;
-  Node server, client(options);
-  auto adapter = server.comm->create_adapter("127.0.0.1", 0);
-  auto target = target_for(adapter.address.port);
-  for (std::size_t i = 0; i < 5; ++i) REQUIRE(echo(server, client, target, i, true));
-  CHECK_EQ(stat(*client.comm, "loop_read_calls"), 0u);
-  CHECK(stat(*client.comm, "inbox_wakeups") >= 5);
+  EchoPair pair(false);
+  for (std::size_t i = 0; i < 5; ++i) REQUIRE(pair.echo(i, true));
+  CHECK_EQ(stat(*pair.client.comm, "loop_read_calls"), 0u);
+  CHECK(stat(*pair.client.comm, "inbox_wakeups") >= 5);
 }
