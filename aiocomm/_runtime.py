@@ -212,7 +212,6 @@ class Runtime:
                     logger.log(event[1], "%s", event[2])
                 elif kind == 5:
                     self._on_closed(event[1])
-
             except Exception:
                 # One bad event must not cost the others in the batch.
                 logger.exception("aiocomm: error while delivering %r", event[:2])

@@ -7,18 +7,13 @@
 #include <cstring>
 #include <system_error>
 
+#include "core/clock.h"
 #include "core/inbox.h"
 
 namespace aiocomm::core {
 namespace {
 
 using protocol::MessageType;
-using Clock = std::chrono::steady_clock;
-
-std::int64_t now_nanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
-      .count();
-}
 
 std::int64_t to_nanos(std::chrono::milliseconds d) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();

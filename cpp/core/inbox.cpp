@@ -1,6 +1,6 @@
 #include "core/inbox.h"
 
-#include <chrono>
+#include "core/clock.h"
 
 namespace aiocomm::core {
 
@@ -41,10 +41,7 @@ void Inbox::take_all(std::vector<Event>& out) {
   // Drain the descriptor before taking the queue: a push that lands after
   // the swap finds the queue empty and wakes us again, so nothing is missed.
   wakeup_.drain();
-  last_take_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                       std::chrono::steady_clock::now().time_since_epoch())
-                       .count(),
-                   std::memory_order_relaxed);
+  last_take_.store(now_nanos(), std::memory_order_relaxed);
   std::lock_guard lock(mutex_);
   delivered_.fetch_add(queue_.size(), std::memory_order_relaxed);
   if (out.empty()) {

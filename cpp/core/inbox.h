@@ -7,9 +7,8 @@
 #include <atomic>
 #include <cstdint>
 #include <mutex>
-#include <vector>
-
 #include <span>
+#include <vector>
 
 #include "core/event.h"
 #include "platform/poller.h"

@@ -7,19 +7,11 @@
 // the inbox), not in the loop's own: a socket is then unwatched and closed
 // on native threads whenever it must be, with no help from the loop. The
 // reactor stays the reader of last resort: see the members in connection.h.
+#include "core/clock.h"
 #include "core/connection.h"
 #include "core/inbox.h"
 
 namespace aiocomm::core {
-namespace {
-
-std::int64_t now_nanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-}  // namespace
 
 void Connection::offer_to_loop() {
   if (!host_.options().loop_reads) return;
