@@ -208,8 +208,10 @@ void Connection::on_ready(std::uint32_t bits) {
 void Connection::on_readable() {
   std::lock_guard read_lock(read_mutex_);
   read_rounds();
-  if (!loop_reads_.load(std::memory_order_acquire) && !read_ended()) {
-    // Read for a stalled loop: give the reading back once it drains again.
+  // Read for a stalled loop: give the reading back once it drains again.
+  // Without loop reads this is never so: no lock taken per read for it.
+  if (host_.options().loop_reads && !loop_reads_.load(std::memory_order_acquire) &&
+      !read_ended()) {
     std::lock_guard lock(mutex_);
     if (loop_watched_ && !loop_retired_ && reading_ && state_ != State::closed &&
         host_.inbox().last_take_nanos() > handed_over_at_) {

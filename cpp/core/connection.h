@@ -179,7 +179,8 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   void give_reading_to_loop_locked();
   void retire_loop_reads_locked();
   bool on_sentinel();
-  void check_loop_alive(std::int64_t fired_at);  bool parse_messages();  // false when the connection was closed
+  void check_loop_alive(std::int64_t fired_at);
+  bool parse_messages();  // false when the connection was closed
   void handle_message(protocol::MessageType type, protocol::ByteView body);
   void handle_reply(protocol::ByteView body);
   void handle_requests(std::vector<protocol::Request> requests);

@@ -33,7 +33,7 @@ class Poller {
   void remove(int fd) noexcept;
 
   // Blocks up to timeout_ms (-1: forever). Returns the filled prefix of `out`.
-  // Only the owning I/O thread calls it.
+  // Only its one owner calls it: an I/O thread, or the loop for the inbox's.
   std::span<PollEvent> wait(std::span<PollEvent> out, int timeout_ms);
 
   // Readable while a registered descriptor is ready: a poller can itself
