@@ -44,6 +44,13 @@ from aiocomm._core import _testing
 if len(sys.argv) > 2 and sys.argv[2] == "keep-gil":
     _testing.set_release_gil_on_dealloc(False)   # the original bug
 
+# A thread waiting for the GIL asks its holder to let go once the switch
+# interval has passed, and the holder does so at its next bytecode
+# boundary: Communicator.__del__ is one, just before the native dealloc. On
+# a loaded machine the interval could pass first and hide the bug. The
+# fixed dealloc releases the GIL itself and does not depend on it.
+sys.setswitchinterval(1000.0)
+
 async def main():
     holder = [aiocomm.Communicator()]
     adapter = holder[0].create_object_adapter()
@@ -72,10 +79,14 @@ def test_seed_deadlock_does_not_happen(run_script: Run, loop: str) -> None:
 def test_seed_deadlock_test_catches_the_bug(run_script: Run, loop: str) -> None:
     # The same scenario with the GIL kept on the dealloc path must hang: this
     # proves the test above would see the bug if it came back.
-    with pytest.raises(subprocess.TimeoutExpired) as hang:
-        run_script(SEED_DEADLOCK, args=(loop, "keep-gil"), timeout=5)
+    try:
+        result = run_script(SEED_DEADLOCK, args=(loop, "keep-gil"), timeout=5)
+    except subprocess.TimeoutExpired as hang:
+        stderr = hang.stderr
+    else:
+        pytest.fail(f"the scenario did not hang: exit {result.returncode}\n"
+                    f"stdout: {result.stdout}\nstderr: {result.stderr}")
     # It hung in the dealloc, where the bug lives, and not before.
-    stderr = hang.value.stderr
     text = stderr.decode() if isinstance(stderr, bytes) else (stderr or "")
     assert "dropping the last reference" in text
 
