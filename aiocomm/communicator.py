@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import os
 import threading
@@ -16,7 +17,7 @@ from . import _core
 from ._proxy_string import Endpoint, parse_endpoints, parse_proxy
 from ._runtime import Runtime, current_dispatch
 from .adapter import ObjectAdapter
-from .errors import CommunicatorDestroyedError, WrongLoopError
+from .errors import CommunicatorDestroyedError, ProxyParseError, WrongLoopError
 from .proxy import Proxy
 
 __all__ = ["Communicator"]
@@ -178,15 +179,31 @@ class Communicator:
     # ----------------------------------------------------------- servers
 
     def create_object_adapter(self, endpoints: str = "tcp -h 127.0.0.1 -p 0", *,
-                              name: str | None = None) -> ObjectAdapter:
+                              name: str | None = None,
+                              published_endpoints: str | None = None) -> ObjectAdapter:
         """Creates an object adapter listening on ``endpoints`` (bound at once; ``-p 0``
-        picks a free port). Activate it to start dispatching."""
+        picks a free port). Activate it to start dispatching.
+
+        Proxies made by the adapter carry its published endpoints: by default
+        the bound ones, with a wildcard host (``*``, ``0.0.0.0``) published as
+        ``127.0.0.1``. A server that clients on other hosts reach gives
+        ``published_endpoints`` (Ice's ``PublishedEndpoints``), e.g.
+        ``"tcp -h server.example.com -p 0"``; ``-p 0`` there stands for the
+        port the adapter bound (its first endpoint's)."""
         if not isinstance(endpoints, str):
             raise TypeError(f"endpoints must be a str, not {type(endpoints).__name__}")
+        if published_endpoints is not None and not isinstance(published_endpoints, str):
+            raise TypeError("published_endpoints must be a str or None, not "
+                            f"{type(published_endpoints).__name__}")
         runtime = self._runtime_for_call()
         if self._shutdown:
             raise CommunicatorDestroyedError("the communicator has been shut down")
         parsed = parse_endpoints(endpoints)
+        publish_as = None if published_endpoints is None else parse_endpoints(published_endpoints)
+        for endpoint in publish_as or ():
+            if endpoint.host in ("*", "", "0.0.0.0", "::"):
+                raise ProxyParseError(f"a published endpoint needs a host clients can reach, "
+                                      f"not {endpoint.host!r}")
         core_ids: list[int] = []
         published: list[Endpoint] = []
         try:
@@ -203,6 +220,9 @@ class Communicator:
             for core_id in core_ids:
                 self._handle.deactivate_adapter(core_id)
             raise
+        if publish_as is not None:
+            port = published[0].port
+            published = [e if e.port else dataclasses.replace(e, port=port) for e in publish_as]
         adapter = ObjectAdapter(self, runtime, name or f"adapter-{next(_adapter_names)}",
                                 core_ids, tuple(published))
         for core_id in core_ids:

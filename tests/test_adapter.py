@@ -98,6 +98,49 @@ async def test_bad_endpoints_argument(comm: aiocomm.Communicator) -> None:
         comm.create_object_adapter(1234)  # type: ignore[arg-type]
 
 
+async def test_wildcard_host_is_published_as_loopback(comm: aiocomm.Communicator) -> None:
+    for wildcard in ("*", "0.0.0.0"):
+        adapter = comm.create_object_adapter(f"tcp -h {wildcard} -p 0")
+        [endpoint] = adapter.endpoints
+        assert endpoint == f"tcp -h 127.0.0.1 -p {_port(endpoint)}"
+        proxy = adapter.add(Echo(), "echo")
+        adapter.activate()
+        assert await proxy.invoke("echo", b"w") == b"w"
+
+
+async def test_published_endpoints_go_into_proxies(comm: aiocomm.Communicator) -> None:
+    adapter = comm.create_object_adapter(
+        "tcp -h 0.0.0.0 -p 0",
+        published_endpoints="tcp -h localhost -p 0 -t 5000:tcp -h gateway.example -p 4061")
+    first, second = adapter.endpoints
+    port = _port(first)
+    # -p 0 stands for the port the adapter bound; a given port is kept, as
+    # for a server reached through a forwarded port.
+    assert port > 0
+    assert first == f"tcp -h localhost -p {port} -t 5000"
+    assert second == "tcp -h gateway.example -p 4061"
+    proxy = adapter.add(Echo(), "echo")
+    assert proxy.endpoints == (first, second)
+    assert str(proxy) == f"echo -t -e 1.1:{first}:{second}"
+    adapter.activate()
+    # The published host reaches the wildcard-bound adapter.
+    client = aiocomm.Communicator()
+    try:
+        assert await client.proxy(f"echo:{first}").invoke("echo", b"p") == b"p"
+    finally:
+        await client.destroy()
+
+
+async def test_bad_published_endpoints(comm: aiocomm.Communicator) -> None:
+    for unreachable in ("tcp -h * -p 0", "tcp -h 0.0.0.0 -p 4061", "tcp -p 0"):
+        with pytest.raises(aiocomm.ProxyParseError, match="host clients can reach"):
+            comm.create_object_adapter(published_endpoints=unreachable)
+    with pytest.raises(aiocomm.ProxyParseError):
+        comm.create_object_adapter(published_endpoints="")
+    with pytest.raises(TypeError, match="published_endpoints must be a str"):
+        comm.create_object_adapter(published_endpoints=4061)  # type: ignore[arg-type]
+
+
 # ------------------------------------------------------------ servant map
 
 
