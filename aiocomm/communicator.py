@@ -201,8 +201,8 @@ class Communicator:
         parsed = parse_endpoints(endpoints)
         publish_as = None if published_endpoints is None else parse_endpoints(published_endpoints)
         for endpoint in publish_as or ():
-            if endpoint.host in ("*", "", "0.0.0.0", "::"):
-                raise ProxyParseError(f"a published endpoint needs a host clients can reach, "
+            if endpoint.host in ("*", "0.0.0.0", "::"):  # parse_endpoint gives "*" for none
+                raise ProxyParseError("a published endpoint needs a host clients can reach, "
                                       f"not {endpoint.host!r}")
         core_ids: list[int] = []
         published: list[Endpoint] = []
