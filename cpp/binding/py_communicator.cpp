@@ -266,6 +266,8 @@ void bind_communicator(py::module_& m) {
            py::arg("defer") = false)
       .def("finish_dispatch",
            [](Handle& self, std::uint64_t connection_id) { self.core().finish_dispatch(connection_id); })
+      .def("abandon_dispatch",
+           [](Handle& self, std::uint64_t connection_id) { self.core().abandon_dispatch(connection_id); })
       .def("connection_addresses",
            [](Handle& self, std::uint64_t connection_id) -> py::object {
              auto addresses = self.core().connection_addresses(connection_id);

@@ -298,6 +298,20 @@ void Communicator::send_reply(std::uint64_t connection_id,
 
 void Communicator::finish_dispatch(std::uint64_t connection_id) { send_reply(connection_id, nullptr); }
 
+void Communicator::abandon_dispatch(std::uint64_t connection_id) {
+  std::shared_ptr<Connection> connection;
+  {
+    std::lock_guard lock(registry_mutex_);
+    auto it = connections_.find(connection_id);
+    if (it != connections_.end()) connection = it->second;
+  }
+  // The connection keeps counting the dispatch: were it to reach zero now,
+  // a deactivated adapter's connection would close gracefully before the
+  // (posted) abort runs, and the caller would retry a request that ran.
+  if (connection) connection->abort(CloseKind::local, "a dispatch on this connection was abandoned");
+  dispatch_ended();
+}
+
 std::optional<std::pair<platform::Address, platform::Address>> Communicator::connection_addresses(
     std::uint64_t connection_id) {
   std::shared_ptr<Connection> connection;
@@ -429,12 +443,21 @@ void Communicator::run_destroy() {
   // 1. No new connections, no new dispatches.
   shutdown();
 
-  // 2. In-flight dispatches finish on the loop and their replies go out.
+  // 2. In-flight dispatches finish on the loop and their replies go out,
+  // for close_timeout at most: a servant that never returns, or a request
+  // the loop never gets to, must not hold destroy for ever.
+  bool dispatches_done;
   {
     std::unique_lock lock(lifecycle_mutex_);
-    lifecycle_changed_.wait(lock, [&] {
-      return abandon_waits_ || !wait_for_dispatches_ || dispatches_.load() <= 0;
-    });
+    dispatches_done = lifecycle_changed_.wait_until(
+        lock, Clock::now() + options_.close_timeout,
+        [&] { return abandon_waits_ || !wait_for_dispatches_ || dispatches_.load() <= 0; });
+  }
+  if (!dispatches_done) {
+    log(LogLevel::warning,
+        "destroy: " + std::to_string(dispatches_.load()) + " dispatches still running after " +
+            std::to_string(options_.close_timeout.count()) +
+            " ms (close_timeout); abandoning their replies and aborting their connections");
   }
 
   // 3. Invocations still waiting for a reply will not get one.
@@ -448,7 +471,7 @@ void Communicator::run_destroy() {
   bool keep_dispatches;
   {
     std::lock_guard lock(lifecycle_mutex_);
-    keep_dispatches = !abandon_waits_ && wait_for_dispatches_;
+    keep_dispatches = dispatches_done && !abandon_waits_ && wait_for_dispatches_;
   }
   auto connections = snapshot_connections();
   for (auto& connection : connections) {

@@ -92,6 +92,10 @@ class Communicator final : public ConnectionHost {
   void send_reply(std::uint64_t connection_id, std::shared_ptr<const protocol::Bytes> message,
                   bool defer = false);
   void finish_dispatch(std::uint64_t connection_id);
+  // Ends a request event whose dispatch is given up (still running past
+  // close_timeout): no reply, and its connection is aborted, because a
+  // graceful close would tell the caller the request was never dispatched.
+  void abandon_dispatch(std::uint64_t connection_id);
 
   // --- write coalescing (one caller at a time: the loop thread) ---
   // Deferred sends queue without a system call; this writes each touched
@@ -105,9 +109,10 @@ class Communicator final : public ConnectionHost {
 
   // --- lifecycle ---
   // Starts destroy on the lifecycle thread: shutdown, wait for in-flight
-  // dispatches (when asked), fail outstanding invocations, close connections
-  // gracefully, join every thread; then call `on_done` on the lifecycle
-  // thread. False when destroy had already completed (on_done is not kept).
+  // dispatches (when asked; close_timeout at most, then they are abandoned
+  // and their connections aborted), fail outstanding invocations, close
+  // connections gracefully, join every thread; then call `on_done` on the
+  // lifecycle thread. False when destroy had already completed (on_done is not kept).
   bool begin_destroy(Completion on_done, bool wait_for_dispatches);
   // Blocks until destroy has completed. Never from a reactor or timer thread.
   void wait_destroyed();

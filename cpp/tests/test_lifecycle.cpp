@@ -690,6 +690,61 @@ TEST(destroy_second_caller_may_stop_waiting_for_dispatches) {
   server.comm->finish_dispatch(req->connection_id);
 }
 
+// A dispatch that never ends (a servant stuck, a request the loop never
+// gets to) holds destroy for close_timeout at most. Its connection is then
+// aborted, not closed gracefully: a close-connection would tell the client
+// the request was never dispatched, and it would be sent again.
+TEST(destroy_abandons_a_dispatch_that_outlives_close_timeout) {
+  std::atomic<bool> done{false};
+  core::Options o;
+  o.close_timeout = 300ms;
+  Node server(o), client;
+  auto adapter = server.comm->create_adapter("127.0.0.1", 0);
+  auto id = call(*client.comm, target_for(adapter.address.port));
+  auto req = server.loop.wait_request();
+  REQUIRE(req);
+  CHECK(server.comm->begin_destroy([&] { done = true; }, true));
+  server.loop.pump(100ms);
+  CHECK(!done.load());
+  REQUIRE(server.loop.wait_until([&] { return done.load(); }));
+  server.comm->wait_destroyed();
+  bool logged = false;
+  for (const auto& e : server.loop.events) {
+    if (e.kind == EventKind::log && e.text.find("close_timeout") != std::string::npos) logged = true;
+  }
+  CHECK(logged);
+  auto failed = client.loop.wait_for(EventKind::failed, id);
+  REQUIRE(failed);
+  CHECK_EQ(failed->code, static_cast<std::uint8_t>(ErrorCode::connection_lost));
+  CHECK(!client.loop.find(EventKind::reply, id));
+  server.comm->finish_dispatch(req->connection_id);  // late, harmless
+}
+
+TEST(abandon_dispatch_aborts_its_connection_and_ends_the_count) {
+  Node server, client;
+  auto adapter = server.comm->create_adapter("127.0.0.1", 0);
+  auto id = call(*client.comm, target_for(adapter.address.port));
+  auto req = server.loop.wait_request();
+  REQUIRE(req);
+  // Deactivated first, as an adapter that gives up on its dispatches is:
+  // the connection must not close gracefully once the count drops.
+  server.comm->deactivate_adapter(adapter.id);
+  server.comm->abandon_dispatch(req->connection_id);
+  auto failed = client.loop.wait_for(EventKind::failed, id);
+  REQUIRE(failed);
+  CHECK_EQ(failed->code, static_cast<std::uint8_t>(ErrorCode::connection_lost));
+  std::uint64_t in_flight = 1;
+  for (const auto& [name, value] : server.comm->stats()) {
+    if (name == "dispatches_in_flight") in_flight = value;
+  }
+  CHECK_EQ(in_flight, 0u);
+  std::atomic<bool> done{false};
+  auto start = Clock::now();
+  CHECK(server.comm->begin_destroy([&] { done = true; }, true));
+  REQUIRE(server.loop.wait_until([&] { return done.load(); }));
+  CHECK(elapsed_since(start) < long_wait);
+}
+
 TEST(teardown_with_dispatch_in_flight_returns_promptly) {
   Node server, client;
   auto adapter = server.comm->create_adapter("127.0.0.1", 0);
