@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import sys
 import threading
@@ -148,7 +149,8 @@ class Runtime:
         self.pending: dict[int, asyncio.Future[bytes]] = {}
         self.timers: dict[int, asyncio.TimerHandle] = {}
         self.adapters: dict[int, ObjectAdapter] = {}
-        self.in_flight = 0
+        # Dispatches that called a servant and have not ended (see _answer).
+        self.dispatching: set[Current] = set()
         self.idle_waiters: list[asyncio.Future[None]] = []
         self.closed = False
         # Write coalescing: while a batch is open, sends queue natively and
@@ -197,6 +199,7 @@ class Runtime:
             handle.flush_deferred()
 
     def _deliver(self, events: list[tuple[Any, ...]]) -> None:
+        interrupt: BaseException | None = None
         for event in events:
             kind = event[0]
             try:
@@ -215,6 +218,12 @@ class Runtime:
             except Exception:
                 # One bad event must not cost the others in the batch.
                 logger.exception("aiocomm: error while delivering %r", event[:2])
+            except BaseException as exc:
+                # KeyboardInterrupt or SystemExit from a servant, whose request
+                # was answered: it propagates once the batch is delivered.
+                interrupt = interrupt or exc
+        if interrupt is not None:
+            raise interrupt
 
     # Connections whose sockets the loop reads itself sit in a poller of
     # the inbox's: a reply then wakes the loop directly, not a native
@@ -276,6 +285,9 @@ class Runtime:
         for future in [*pending.values(), *native_futures]:
             if not future.done():
                 future.set_exception(CommunicatorDestroyedError(_DESTROYED))
+        # Dispatches destroy stopped waiting for (close_timeout): their
+        # connections are gone, and so are their replies.
+        self.abandon(list(self.dispatching), "the communicator was destroyed", abort=False)
         for adapter in list(self.adapters.values()):
             adapter._on_communicator_closed()
         self.adapters.clear()
@@ -317,80 +329,76 @@ class Runtime:
             future.set_exception(InvocationTimeoutError(f"no reply within {timeout:g} s"))
 
     # --------------------------------------------------------- dispatch
+    #
+    # Every request that reaches Python ends in _answer, exactly once: one
+    # reply (or, for a oneway, one finish of its native dispatch), whatever
+    # the servant, its lookup, its adapter or the communicator does. A
+    # dispatch that called a servant is also counted in `dispatching` from
+    # its start to _dispatch_ended; both ends are idempotent, so a path that
+    # reaches them twice (an eager task that re-raises KeyboardInterrupt
+    # after it answered) cannot answer or uncount twice.
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.dispatching)
 
     def _on_request(self, event: tuple[Any, ...]) -> None:
         handle = self.handle_ref()
         if handle is None:
-            return
+            return  # the communicator is gone, and its connections with it
         adapter = self.adapters.get(event[2])
-        if adapter is None or adapter.is_deactivated:
-            self._refuse(handle, event)
-            return
-        if not adapter.is_active:
-            adapter._held.append(event)
+        if (adapter is not None and not adapter.is_active and not adapter.is_deactivated
+                and not handle.destroying):
+            adapter._held.append(event)  # activate() dispatches it
             return
         self.dispatch(handle, adapter, event)
 
     def _refuse(self, handle: _core.Communicator, event: tuple[Any, ...]) -> None:
         """Answers a request that no live adapter will dispatch."""
-        (_, connection_id, _, request_id, name, category, facet, operation, *_rest) = event
-        if request_id:
-            handle.reply_not_exist(connection_id, request_id, 2, name, category, facet, operation)
-        else:
-            handle.finish_dispatch(connection_id)
+        current = _current_of(handle, None, event)
+        self._answer(handle, current, error=ObjectNotExistError(
+            f"object '{current.identity}' does not exist", identity=current.identity,
+            facet=current.facet, operation=current.operation))
 
-    def dispatch(self, handle: _core.Communicator, adapter: ObjectAdapter,
-                 event: tuple[Any, ...]) -> None:
-        (_, connection_id, _, request_id, name, category, facet, operation, mode, context,
-         encoding, params) = event
-        # An Identity is a tuple: the plain (name, category) finds it.
-        servant = adapter._servants.get(((name, category), facet))
-        if servant is None:
-            servant = adapter._locate(Identity(name, category), facet)
-            if servant is None:
-                status = 3 if facet and adapter._locate(Identity(name, category), "") else 2
-                if request_id:
-                    handle.reply_not_exist(connection_id, request_id, status, name, category,
-                                           facet, operation)
-                else:
-                    handle.finish_dispatch(connection_id)
-                return
-        builtin = _BUILTINS.get(operation)
-        method: Callable[[bytes, Current], Any] | None = None
-        if builtin is None:
-            method = getattr(servant, "ice_invoke", None)
-            if method is None and operation[:1] != "_":
-                method = getattr(servant, operation, None)
-            if method is None or not callable(method):
-                if request_id:
-                    handle.reply_not_exist(connection_id, request_id, 4, name, category, facet,
-                                           operation)
-                else:
-                    handle.finish_dispatch(connection_id)
-                return
-        current = Current(adapter, name, category, facet, operation, _MODES[mode], context,
-                          request_id, encoding, connection_id, handle)
-        self.in_flight += 1
-        adapter._in_flight += 1
-        if method is None:
+    def dispatch_held(self, handle: _core.Communicator, adapter: ObjectAdapter,
+                      events: list[tuple[Any, ...]]) -> None:
+        """Dispatches requests an adapter held until its activation, every one
+        of them even when a servant raises KeyboardInterrupt on the way."""
+        interrupt: BaseException | None = None
+        for event in events:
             try:
-                result: Any = builtin(servant, params)  # type: ignore[misc]
-            except Exception as exc:
-                self._finish_error(handle, current, exc)
-            else:
-                self._finish_ok(handle, current, result)
+                self.dispatch(handle, adapter, event)
+            except BaseException as exc:  # answered already; raised once all are
+                interrupt = interrupt or exc
+        if interrupt is not None:
+            raise interrupt
+
+    def dispatch(self, handle: _core.Communicator, adapter: ObjectAdapter | None,
+                 event: tuple[Any, ...]) -> None:
+        """Dispatches one request event. Raises only what is not an Exception
+        (KeyboardInterrupt, SystemExit), after the request was answered."""
+        current = _current_of(handle, adapter, event)
+        if adapter is None or not adapter.is_active or handle.destroying:
+            # Refused as Ice refuses a request for a deactivated adapter: the
+            # object does not exist here (a client with a locator may retry).
+            self._answer(handle, current, error=ObjectNotExistError(
+                f"object '{current.identity}' does not exist", identity=current.identity,
+                facet=current.facet, operation=current.operation))
             return
+        self._dispatch_started(current)
         token = current_dispatch.set(current)
         try:
-            result = method(params, current)
+            result = _call_servant(adapter, current, event[-1])
             if self._started_async(handle, current, result):
                 return
-        except Exception as exc:
-            self._finish_error(handle, current, exc)
+        except BaseException as exc:
+            self._finish(handle, current, error=exc)
+            if not isinstance(exc, Exception):
+                raise
             return
         finally:
             current_dispatch.reset(token)
-        self._finish_ok(handle, current, result)
+        self._finish(handle, current, result)
 
     def _started_async(self, handle: _core.Communicator, current: Current, result: Any) -> bool:
         """Runs an awaitable result as a task that replies when it is done."""
@@ -398,102 +406,146 @@ class Runtime:
             return False
         coroutine = result if asyncio.iscoroutine(result) else _await(result)
         if _EAGER:
-            asyncio.Task(self._run_async(handle, current, coroutine), loop=self.loop,
-                         eager_start=True)  # type: ignore[call-arg]
+            task = asyncio.Task(self._run_async(handle, current, coroutine), loop=self.loop,
+                                eager_start=True)  # type: ignore[call-arg]
         else:
-            self.loop.create_task(self._run_async(handle, current, coroutine))
+            task = self.loop.create_task(self._run_async(handle, current, coroutine))
+        if not task.done():
+            # A task cancelled before its first step never runs _run_async's
+            # handlers (asyncio.run cancels every task when the loop stops).
+            task.add_done_callback(functools.partial(self._task_done, handle, current))
         return True
 
-    def _finish_native(self, current: Current, result: Any, error: Exception | None) -> None:
+    def _task_done(self, handle: _core.Communicator, current: Current,
+                   task: asyncio.Task[None]) -> None:
+        self._finish(handle, current, error=UnknownLocalError("the dispatch was cancelled"),
+                     log=False)
+
+    def _finish_native(self, current: Current, result: Any, error: BaseException | None) -> None:
         """Ends a dispatch whose servant the drain called natively but whose
-        outcome is not plain bytes: a coroutine, an exception, a wrong type."""
+        outcome is not plain bytes: a coroutine, an exception, a wrong type.
+        Raises only what is not an Exception, after the request was answered."""
         handle = current._handle
-        self.in_flight += 1
-        if current.adapter is not None:
-            current.adapter._in_flight += 1
+        self._dispatch_started(current)
         if error is not None:
-            self._finish_error(handle, current, error)
-        elif not self._started_async(handle, current, result):
-            self._finish_ok(handle, current, result)
+            self._finish(handle, current, error=error)
+            return
+        try:
+            if self._started_async(handle, current, result):
+                return
+        except BaseException as exc:
+            self._finish(handle, current, error=exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self._finish(handle, current, result)
 
     async def _run_async(self, handle: _core.Communicator, current: Current,
                          coroutine: Any) -> None:
         try:
             result = await coroutine
         except asyncio.CancelledError:
-            self._finish_error(handle, current, UnknownLocalError("the dispatch was cancelled"),
-                               log=False)
+            self._finish(handle, current, error=UnknownLocalError("the dispatch was cancelled"),
+                         log=False)
             raise
-        except Exception as exc:
-            self._finish_error(handle, current, exc)
+        except BaseException as exc:
+            self._finish(handle, current, error=exc)
+            if not isinstance(exc, Exception):
+                raise
         else:
-            self._finish_ok(handle, current, result)
+            self._finish(handle, current, result)
 
-    def _finish_ok(self, handle: _core.Communicator, current: Current, result: Any) -> None:
-        if result is None:
-            result = b""
-        elif type(result) is not bytes:
-            if not isinstance(result, bytes | bytearray | memoryview):
-                error = TypeError(f"servant operation {current.operation!r} returned "
-                                  f"{type(result).__name__}; expected a bytes-like object or None")
-                self._finish_error(handle, current, error)
-                return
-            if isinstance(result, memoryview) and not result.c_contiguous:
-                result = result.tobytes()  # the wire takes one contiguous run
+    def _finish(self, handle: _core.Communicator, current: Current, result: Any = None,
+                error: BaseException | None = None, *, log: bool = True) -> None:
         try:
-            if not current._released:
-                if current.request_id:
-                    handle.reply(current._connection_id, current.request_id, _REPLY_OK,
-                                 current.encoding, result, self.batching or self.defer())
-                else:
-                    handle.finish_dispatch(current._connection_id)
+            self._answer(handle, current, result, error, log=log)
         finally:
             self._dispatch_ended(current)
 
-    def _finish_error(self, handle: _core.Communicator, current: Current, exc: BaseException,
-                      *, log: bool = True) -> None:
+    def _answer(self, handle: _core.Communicator, current: Current, result: Any = None,
+                error: BaseException | None = None, *, log: bool = True) -> None:
+        """Decides a request's outcome and ends its native dispatch: the one
+        place that does, once per request (``current._released`` says it is
+        done, or that a servant let its dispatch go). Never raises."""
+        if current._released:
+            return
+        current._released = True
         try:
-            if current._released:
-                return
-            connection_id, request_id = current._connection_id, current.request_id
-            if isinstance(exc, UserError):
-                if request_id:
-                    handle.reply(connection_id, request_id, _REPLY_USER, current.encoding,
-                                 exc.payload, self.defer())
+            if error is None:
+                try:
+                    payload = _reply_payload(result, current.operation)
+                except TypeError as exc:
+                    error = exc
                 else:
-                    handle.finish_dispatch(connection_id)
-                return
-            if isinstance(exc, DispatchError) and exc.status in (2, 3, 4):
-                text = None
-            elif isinstance(exc, DispatchError):
-                text = exc.message or str(exc)
-            else:
-                text = f"{type(exc).__name__}: {exc}"
-                if log:
-                    logger.error("servant raised while dispatching %r on %s", current.operation,
-                                 current.identity, exc_info=exc)
-            if not request_id:
-                handle.finish_dispatch(connection_id)
-            elif text is None:
-                identity = current.identity
-                handle.reply_not_exist(connection_id, request_id, exc.status,  # type: ignore[attr-defined]
-                                       identity.name, identity.category, current.facet,
-                                       current.operation)
-            else:
-                status = exc.status if isinstance(exc, DispatchError) and exc.status > 1 else 7
-                handle.reply_message(connection_id, request_id, status, text)
-        finally:
-            self._dispatch_ended(current)
+                    if current.request_id:
+                        handle.reply(current._connection_id, current.request_id, _REPLY_OK,
+                                     current.encoding, payload, self.batching or self.defer())
+                    else:
+                        handle.finish_dispatch(current._connection_id)
+                    return
+            self._answer_error(handle, current, error, log)
+        except BaseException:
+            # The reply could not be made (a servant's buffer that fails, no
+            # memory): the request is still over, and the caller's connection
+            # must not wait for it.
+            logger.exception("aiocomm: could not reply to %r on %s", current.operation,
+                             current.identity)
+            handle.finish_dispatch(current._connection_id)
 
-    def _dispatch_ended(self, current: Current) -> None:
-        self.in_flight -= 1
+    def _answer_error(self, handle: _core.Communicator, current: Current, exc: BaseException,
+                      log: bool) -> None:
+        connection_id, request_id = current._connection_id, current.request_id
+        if not request_id:
+            if log and not isinstance(exc, DispatchError | UserError):
+                logger.error("servant raised while dispatching oneway %r on %s",
+                             current.operation, current.identity, exc_info=exc)
+            handle.finish_dispatch(connection_id)
+        elif isinstance(exc, UserError):
+            handle.reply(connection_id, request_id, _REPLY_USER, current.encoding, exc.payload,
+                         self.batching or self.defer())
+        elif isinstance(exc, DispatchError) and exc.status in (2, 3, 4):
+            handle.reply_not_exist(connection_id, request_id, exc.status, current._name,
+                                   current._category, current.facet, current.operation)
+        elif isinstance(exc, DispatchError):
+            status = exc.status if exc.status > 1 else 7
+            handle.reply_message(connection_id, request_id, status, exc.message or str(exc))
+        else:
+            if log:
+                logger.error("servant raised while dispatching %r on %s", current.operation,
+                             current.identity, exc_info=exc)
+            handle.reply_message(connection_id, request_id, 7, f"{type(exc).__name__}: {exc}")
+
+    def _dispatch_started(self, current: Current) -> None:
+        self.dispatching.add(current)
         adapter = current.adapter
         if adapter is not None:
-            adapter._in_flight -= 1
-            if adapter._in_flight == 0:
+            adapter._dispatching.add(current)
+
+    def _dispatch_ended(self, current: Current) -> None:
+        if current not in self.dispatching:
+            return
+        self.dispatching.discard(current)
+        adapter = current.adapter
+        if adapter is not None:
+            adapter._dispatching.discard(current)
+            if not adapter._dispatching:
                 adapter._wake_idle_waiters()
-        if self.in_flight == 0:
+        if not self.dispatching:
             self._wake_idle_waiters()
+
+    def abandon(self, dispatches: list[Current], why: str, *, abort: bool = True) -> None:
+        """Gives up on dispatches that are still running: says which, drops
+        their replies, and (with `abort`) aborts their connections: a graceful
+        close would tell the callers that these requests were never dispatched."""
+        handle = self.handle_ref() if abort else None
+        for current in dispatches:
+            logger.warning("aiocomm: %s; abandoning the dispatch of %r on %s (request %d)", why,
+                           current.operation, current.identity, current.request_id)
+            if not current._released:
+                current._released = True
+                if handle is not None:
+                    handle.abandon_dispatch(current._connection_id)
+            self._dispatch_ended(current)
 
     def _wake_idle_waiters(self) -> None:
         waiters, self.idle_waiters = self.idle_waiters, []
@@ -503,11 +555,64 @@ class Runtime:
     def wait_idle(self) -> asyncio.Future[None]:
         """A future that resolves once no dispatch is in flight."""
         future: asyncio.Future[None] = self.loop.create_future()
-        if self.in_flight == 0 or self.closed:
+        if not self.dispatching or self.closed:
             future.set_result(None)
         else:
             self.idle_waiters.append(future)
         return future
+
+
+def _current_of(handle: _core.Communicator, adapter: ObjectAdapter | None,
+                event: tuple[Any, ...]) -> Current:
+    (_, connection_id, _, request_id, name, category, facet, operation, mode, context,
+     encoding, _params) = event
+    return Current(adapter, name, category, facet, operation, _MODES[mode], context, request_id,
+                   encoding, connection_id, handle)
+
+
+def _call_servant(adapter: ObjectAdapter, current: Current, params: bytes) -> Any:
+    """Finds the servant and calls it: its result, or an awaitable of it.
+    Raises the not-exist errors, and whatever the servant raises."""
+    identity = current.identity
+    servant = adapter._servants.get((identity, current.facet))
+    if servant is None:
+        servant = adapter._locate(identity, current.facet)
+        if servant is None:
+            if current.facet and adapter._locate(identity, "") is not None:
+                raise FacetNotExistError("", identity=identity, facet=current.facet,
+                                         operation=current.operation)
+            raise ObjectNotExistError("", identity=identity, facet=current.facet,
+                                      operation=current.operation)
+    builtin = _BUILTINS.get(current.operation)
+    if builtin is not None:
+        return builtin(servant, params)
+    operation = current.operation
+    try:
+        method = getattr(servant, "ice_invoke", None)
+    except Exception:
+        # A probe for an optional hook: a dynamic servant whose __getattr__
+        # raises for names it does not know has none (as the native path sees it).
+        method = None
+    if method is None and operation[:1] != "_":
+        method = getattr(servant, operation, None)
+    if method is None or not callable(method):
+        raise OperationNotExistError("", identity=identity, facet=current.facet,
+                                     operation=operation)
+    return method(params, current)
+
+
+def _reply_payload(result: Any, operation: str) -> bytes | bytearray | memoryview:
+    """What a servant's result puts on the wire; TypeError for what cannot go."""
+    if result is None:
+        return b""
+    if type(result) is bytes:
+        return result
+    if not isinstance(result, bytes | bytearray | memoryview):
+        raise TypeError(f"servant operation {operation!r} returned {type(result).__name__}; "
+                        "expected a bytes-like object or None")
+    if isinstance(result, memoryview) and not result.c_contiguous:
+        return result.tobytes()  # the wire takes one contiguous run
+    return result
 
 
 async def _await(awaitable: Awaitable[Any]) -> Any:

@@ -14,7 +14,7 @@ from .errors import (
     CommunicatorDestroyedError,
     NotRegisteredError,
 )
-from .identity import Identity
+from .identity import Current, Identity
 from .proxy import Proxy
 
 if TYPE_CHECKING:
@@ -47,8 +47,10 @@ class ObjectAdapter:
         self._active = False
         self._deactivated = False
         self._held: list[tuple[Any, ...]] = []
-        self._in_flight = 0
+        # Dispatches under way (the runtime adds and removes them).
+        self._dispatching: set[Current] = set()
         self._idle_waiters: list[asyncio.Future[None]] = []
+        self._abandon_timer: asyncio.TimerHandle | None = None
 
     # ----------------------------------------------------------- servants
 
@@ -125,16 +127,21 @@ class ObjectAdapter:
         handle = self._runtime.handle_ref()
         if handle is None:
             return
-        for event in held:
-            self._runtime.dispatch(handle, self, event)
-        if self._active and not self._deactivated:
-            for core_id in self._core_ids:
-                self._runtime.inbox.activate_adapter(core_id, self, self._servants)
+        try:
+            self._runtime.dispatch_held(handle, self, held)
+        finally:
+            if self._active and not self._deactivated:
+                for core_id in self._core_ids:
+                    self._runtime.inbox.activate_adapter(core_id, self, self._servants)
 
     def deactivate(self) -> asyncio.Future[None]:
         """Stops accepting connections and requests, closes this adapter's
         connections gracefully, and returns an awaitable that completes once
-        the dispatches in flight have finished. Idempotent."""
+        the dispatches in flight have finished. Idempotent.
+
+        The wait is bounded by the communicator's ``close_timeout``: past it,
+        the dispatches still running are logged and abandoned (their replies
+        dropped, their connections aborted) and the awaitable completes."""
         loop = self._runtime.loop
         if not self._deactivated:
             self._deactivated = True
@@ -145,11 +152,21 @@ class ObjectAdapter:
                     handle.deactivate_adapter(core_id)
             self._refuse_held()
         future: asyncio.Future[None] = loop.create_future()
-        if self._in_flight == 0:
+        if not self._dispatching:
             future.set_result(None)
-        else:
-            self._idle_waiters.append(future)
+            return future
+        self._idle_waiters.append(future)
+        if self._abandon_timer is None:
+            communicator = self._communicator()
+            timeout = communicator.options["close_timeout"] if communicator is not None else 0.0
+            self._abandon_timer = loop.call_later(timeout, self._abandon_dispatches, timeout)
         return future
+
+    def _abandon_dispatches(self, timeout: float) -> None:
+        self._abandon_timer = None
+        self._runtime.abandon(list(self._dispatching),
+                              f"adapter {self._name!r} deactivated {timeout:g} s ago")
+        self._wake_idle_waiters()
 
     async def destroy(self) -> None:
         """Deactivates, waits for dispatches in flight, and forgets every servant."""
@@ -178,6 +195,9 @@ class ObjectAdapter:
         self._wake_idle_waiters()
 
     def _wake_idle_waiters(self) -> None:
+        if self._abandon_timer is not None:
+            self._abandon_timer.cancel()
+            self._abandon_timer = None
         waiters, self._idle_waiters = self._idle_waiters, []
         for waiter in waiters:
             if not waiter.done():

@@ -113,6 +113,7 @@ int NativeDispatch::traverse(visitproc visit, void* arg) {
 
 void NativeDispatch::clear() {
   configured_ = false;
+  interrupt_ = py::object();
   adapters_.clear();
   finish_ = py::object();
   modes_ = py::tuple();
@@ -193,6 +194,10 @@ void NativeDispatch::reply(Handle& handle, const core::Event& e, PyObject* curre
   Py_XDECREF(released);
   if (released == nullptr) PyErr_Clear();
   if (let_go) return;
+  // Answered: nothing may end this dispatch again (see Runtime._answer).
+  if (PyMember_SetOne(reinterpret_cast<char*>(current), slots_[released_slot], Py_True) < 0) {
+    PyErr_Clear();
+  }
   try {
     if (e.request_id == 0) {
       handle.core().finish_dispatch(e.connection_id);
@@ -263,13 +268,6 @@ bool NativeDispatch::try_dispatch(core::Event& e, Handle& handle, PyObject* hand
   ++dispatched_;
   PyObject* result = PyObject_Vectorcall(method.ptr(), args, 2, nullptr);
   --calls_in_progress_;
-  PyObject* error = result == nullptr ? take_raised() : nullptr;
-  if (error != nullptr && !PyObject_IsInstance(error, PyExc_Exception)) {
-    // KeyboardInterrupt, SystemExit: they stop the drain, as in Python.
-    reset_current(token);
-    reraise(error);
-    throw py::error_already_set();
-  }
   if (result != nullptr && (result == Py_None || PyBytes_CheckExact(result))) {
     reset_current(token);
     reply(handle, e, current.ptr(), result);
@@ -277,15 +275,38 @@ bool NativeDispatch::try_dispatch(core::Event& e, Handle& handle, PyObject* hand
     return true;
   }
   // A coroutine, a wrong type or an exception: the runtime finishes it, in
-  // the dispatch's context (a task it starts must know its dispatch).
+  // the dispatch's context (a task it starts must know its dispatch). It
+  // answers a KeyboardInterrupt or SystemExit too, which is then raised
+  // once the rest of the batch is delivered, as Python would.
+  PyObject* error = result == nullptr ? take_raised() : nullptr;
+  if (error != nullptr && !PyObject_IsInstance(error, PyExc_Exception)) keep_interrupt(error);
   PyObject* done = PyObject_CallFunctionObjArgs(finish_.ptr(), current.ptr(),
                                                 result ? result : Py_None,
                                                 error ? error : Py_None, nullptr);
-  if (done == nullptr) PyErr_WriteUnraisable(finish_.ptr());
+  if (done == nullptr) {
+    PyObject* raised = take_raised();
+    if (raised != nullptr && !PyObject_IsInstance(raised, PyExc_Exception)) {
+      keep_interrupt(raised);  // an eager task re-raising it, already answered
+      Py_DECREF(raised);
+    } else if (raised != nullptr) {
+      reraise(raised);  // steals it
+      PyErr_WriteUnraisable(finish_.ptr());
+    }
+  }
   Py_XDECREF(done);
   Py_XDECREF(result);
   Py_XDECREF(error);
   reset_current(token);
+  return true;
+}
+
+void NativeDispatch::keep_interrupt(PyObject* error) {
+  if (!interrupt_) interrupt_ = py::reinterpret_borrow<py::object>(error);
+}
+
+bool NativeDispatch::raise_kept_interrupt() {
+  if (!interrupt_) return false;
+  reraise(interrupt_.release().ptr());
   return true;
 }
 

@@ -45,6 +45,12 @@ class NativeDispatch {
   // Dispatches `e` and returns true, or returns false and leaves it, untouched,
   // to the Python runtime. Loop thread, with the GIL, while `handle` lives.
   bool try_dispatch(core::Event& e, Handle& handle, PyObject* handle_object);
+  // A KeyboardInterrupt or SystemExit a servant raised during this drain
+  // (its request answered): raised again, set as the current Python error,
+  // once the drain has delivered the rest. True when there was one.
+  bool raise_kept_interrupt();
+  bool has_kept_interrupt() const noexcept { return static_cast<bool>(interrupt_); }
+  void keep_interrupt(PyObject* error);  // borrows `error`; keeps the first only
   // Servant calls under way here (a servant that reads stats counts itself).
   int calls_in_progress() const noexcept { return calls_in_progress_; }
   std::uint64_t dispatched() const noexcept { return dispatched_; }
@@ -66,6 +72,7 @@ class NativeDispatch {
   bool configured_ = false;
   int calls_in_progress_ = 0;
   std::uint64_t dispatched_ = 0;
+  py::object interrupt_;
   py::object current_type_;
   py::object current_var_;
   py::tuple modes_;

@@ -108,12 +108,22 @@ void complete(PyObject* future, PyObject* value) {
 // `handle` (None once collected) sends the replies of requests dispatched
 // here; `deliver` takes the events that are left to Python, in order: those
 // gathered so far go to it before each native dispatch, so that requests
-// are dispatched in the order they arrived.
+// are dispatched in the order they arrived. Every event taken is delivered:
+// a KeyboardInterrupt or SystemExit from a servant (its request answered)
+// is raised only once the whole batch has been.
 py::list drain(PyInbox& self, const py::object& handle_object, const py::object& deliver) {
   std::vector<Event> events;
   self.inbox->take_all(events);
   auto& futures = *self.futures;
   Handle* handle = handle_object.is_none() ? nullptr : &handle_object.cast<Handle&>();
+  auto hand_over = [&](py::list batch) {
+    try {
+      deliver(std::move(batch));
+    } catch (py::error_already_set& interrupt) {
+      // _deliver raises nothing else: keep it for the end.
+      self.dispatch.keep_interrupt(interrupt.value().ptr());
+    }
+  };
   py::list out;
   for (auto& e : events) {
     if (e.kind == EventKind::reply && e.code == 0) {
@@ -125,7 +135,7 @@ py::list drain(PyInbox& self, const py::object& handle_object, const py::object&
       }
     } else if (e.kind == EventKind::request && handle != nullptr) {
       if (PyList_GET_SIZE(out.ptr()) > 0 && self.dispatch.dispatches(e)) {
-        deliver(std::exchange(out, py::list()));
+        hand_over(std::exchange(out, py::list()));
       }
       if (self.dispatch.try_dispatch(e, *handle, handle_object.ptr())) continue;
     }
@@ -140,6 +150,11 @@ py::list drain(PyInbox& self, const py::object& handle_object, const py::object&
   // the pool for the reactor's next reads.
   if (handle != nullptr) {
     for (auto& e : events) handle->core().buffers().give(std::move(e.body));
+  }
+  if (self.dispatch.has_kept_interrupt()) {
+    if (PyList_GET_SIZE(out.ptr()) > 0) hand_over(std::exchange(out, py::list()));
+    self.dispatch.raise_kept_interrupt();
+    throw py::error_already_set();
   }
   return out;
 }
