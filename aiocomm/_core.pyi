@@ -74,6 +74,19 @@ class Communicator:
         defer: bool = False,
         future: Any = None,
     ) -> tuple[int, bool]: ...
+    def call(
+        self,
+        target: Target,
+        identity_facet: bytes,
+        operation: str,
+        mode: int,
+        context: dict[str, str] | None,
+        params: Any,
+        idempotent: bool,
+        defer: bool,
+        create_future: Callable[[], Any],
+    ) -> Any:
+        """A twoway request whose future (made by ``create_future``) the inbox completes."""
     def read_ready_sockets(self) -> None:
         """Reads the connections whose sockets are ready (loop thread), into the inbox."""
     def flush_deferred(self) -> None:
@@ -103,6 +116,7 @@ class Communicator:
         self, connection_id: int, request_id: int, status: int, text: str, defer: bool = False
     ) -> None: ...
     def finish_dispatch(self, connection_id: int) -> None: ...
+    def abandon_dispatch(self, connection_id: int) -> None: ...
     def connection_addresses(
         self, connection_id: int
     ) -> tuple[tuple[str, int], tuple[str, int]] | None: ...
