@@ -12,9 +12,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 version=$1
 shift
-root=${PYENV_ROOT:-$HOME/.pyenv}
-python=$(ls -d "$root"/versions/"$version".*/bin/python 2>/dev/null | sort -V | tail -n 1)
-[ -n "$python" ] || { echo "pytest-venv: no CPython $version under $root/versions" >&2; exit 1; }
+python=$(bash .ci/pyenv-python.sh "$version")
 
 venv=build/venv-$version
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"

@@ -2,7 +2,7 @@
 """Reference ZeroC Ice 3.8 server for aiocomm interoperability tests.
 
 Run with an interpreter that has ZeroC Ice 3.8 for Python (``zeroc-ice`` 3.8,
-e.g. pyenv's 3.12 build; see ``test_ice38_interop.py``)::
+e.g. the venv ``.ci/ice38-peer.sh`` makes; see ``test_ice38_interop.py``)::
 
     python tests/interop/ice38_peer_server.py \
         [--idle-timeout SECONDS] [--enable-idle-check 0|1] [--inactivity-timeout SECONDS]

@@ -13,10 +13,15 @@
     tests can see a failure.
 
 The Ice 3.8 peers run under ``AIOCOMM_ICE38_PYTHON`` or else the first of
-``/root/.pyenv/versions/3.12*/bin/python`` that imports Ice 3.8. Without one
-the tests skip and say why, also under ``CI=true``: building Ice 3.8 for
-Python from source takes ~25 minutes, so CI does not install it (unlike the
-Ice 3.7 peer of ``test_ice_interop.py``).
+pyenv's ``versions/3.12*/bin/python`` that imports Ice 3.8. ``bash
+.ci/ice38-peer.sh`` makes one, ``build/venv-ice38/bin/python``: from the wheel
+in ``../shared/wheels/`` when it is there (seconds), else from source (10-25
+minutes). Without a peer the tests skip and say why, except when
+``AIOCOMM_ICE38_PYTHON`` is set under ``CI=true``: a stage that names the peer
+must have it, so a missing or broken one fails the tests. CI's py3.12 stage
+(``.ci/run``) installs the peer and names it; the other stages run without it
+and leave the variable unset, so there the tests skip. (The Ice 3.7 peer of
+``test_ice_interop.py`` is in every stage: ``CI=true`` alone requires it.)
 
 Every async test runs on the default asyncio loop and on uvloop (the
 top-level conftest parametrizes the loop).
@@ -49,7 +54,9 @@ HERE = Path(__file__).resolve().parent
 SERVER_SCRIPT = HERE / "ice38_peer_server.py"
 CLIENT_SCRIPT = HERE / "ice38_peer_client.py"
 ENV_VAR = "AIOCOMM_ICE38_PYTHON"
-CANDIDATES = "/root/.pyenv/versions/3.12*/bin/python"
+CANDIDATES = os.path.join(
+    os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv")), "versions/3.12*/bin/python"
+)
 
 START_TIMEOUT = 30.0  # seconds for the Ice server to print READY
 STOP_TIMEOUT = 10.0  # seconds for it to exit once stdin is closed
@@ -98,7 +105,7 @@ def _ice_version(python: str) -> tuple[str | None, str]:
 
 @functools.cache
 def find_ice38_python() -> tuple[str | None, str]:
-    """(interpreter, "") for the Ice 3.8 peers, or (None, the reason to skip)."""
+    """(interpreter, "") for the Ice 3.8 peers, or (None, why there is none)."""
     explicit = os.environ.get(ENV_VAR)
     candidates = [explicit] if explicit else sorted(glob.glob(CANDIDATES))
     tried: list[str] = []
@@ -110,15 +117,21 @@ def find_ice38_python() -> tuple[str | None, str]:
     where = f"{ENV_VAR}={explicit}" if explicit else f"{ENV_VAR} unset, {CANDIDATES}"
     return None, (
         f"no Python with ZeroC Ice 3.8 for the Ice 3.8 interop peers ({where}; "
-        f"tried: {'; '.join(tried) or 'nothing matched'}). Ice 3.8 for Python builds from "
-        f"source in ~25 minutes, so CI does not install it; set {ENV_VAR} to run these tests"
+        f"tried: {'; '.join(tried) or 'nothing matched'}). `bash .ci/ice38-peer.sh` makes "
+        f"one, build/venv-ice38/bin/python; CI runs these tests in .ci/run's py3.12 stage"
     )
 
 
 def ice38_python() -> str:
-    """The interpreter, or skip (also under CI=true: CI does not install Ice 3.8)."""
+    """The interpreter; else fail if CI=true and ``ENV_VAR`` names the peer, or skip."""
     python, reason = find_ice38_python()
     if python is None:
+        if os.environ.get("CI") == "true" and os.environ.get(ENV_VAR):
+            pytest.fail(
+                f"CI=true and {ENV_VAR} names the Ice 3.8 interop peer, but it is missing: "
+                f"{reason}",
+                pytrace=False,
+            )
         pytest.skip(reason)
     return python
 
