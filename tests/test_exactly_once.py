@@ -195,9 +195,12 @@ how, loop_kind, kind, operation = sys.argv[1:5]
 
 class Servant:
     def block(self, payload, current):
-        # Holds the loop while the client's next requests arrive, so that
-        # they are drained together, in one batch.
-        time.sleep(1.0)
+        # Holds the loop until the client's five next requests have arrived
+        # (the core counts them on arrival), so that they are drained
+        # together, in one batch.
+        deadline = time.monotonic() + 30
+        while COMM.stats()["dispatches_in_flight"] < 6 and time.monotonic() < deadline:
+            time.sleep(0.005)
         return b"blocked"
 
     def op(self, payload, current):
@@ -211,7 +214,9 @@ class Servant:
         return payload
 
 async def main():
+    global COMM
     async with aiocomm.Communicator() as comm:
+        COMM = comm
         adapter = comm.create_object_adapter()
         if how == "identity":
             adapter.add(Servant(), "target")
@@ -254,7 +259,7 @@ async def test_interrupt_answers_its_request_and_the_rest_of_the_batch(
         async with aiocomm.Communicator(invocation_timeout=30.0) as client:
             prx = client.proxy(f"target:{endpoint}")
             blocked = asyncio.ensure_future(prx.invoke("block", b""))
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.1)
             calls = [asyncio.ensure_future(prx.invoke(operation, str(i).encode()))
                      for i in range(5)]
             results = await asyncio.gather(*calls, return_exceptions=True)
