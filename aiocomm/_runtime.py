@@ -388,17 +388,28 @@ class Runtime:
         self._dispatch_started(current)
         token = current_dispatch.set(current)
         try:
-            result = _call_servant(adapter, current, event[-1])
-            if self._started_async(handle, current, result):
-                return
-        except BaseException as exc:
-            self._finish(handle, current, error=exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
+            try:
+                result, error = _call_servant(adapter, current, event[-1]), None
+            except BaseException as exc:
+                result, error = None, exc
+            self._settle(handle, current, result, error)
         finally:
             current_dispatch.reset(token)
-        self._finish(handle, current, result)
+
+    def _settle(self, handle: _core.Communicator, current: Current, result: Any,
+                error: BaseException | None) -> None:
+        """Ends a started dispatch with what its servant call gave: a reply
+        now, or a task that replies when the awaitable result is done. Raises
+        only what is not an Exception, after the request was answered."""
+        if error is None:
+            try:
+                if self._started_async(handle, current, result):
+                    return
+            except BaseException as exc:  # an eager task re-raising KeyboardInterrupt
+                error = exc
+        self._finish(handle, current, result, error)
+        if error is not None and not isinstance(error, Exception):
+            raise error
 
     def _started_async(self, handle: _core.Communicator, current: Current, result: Any) -> bool:
         """Runs an awaitable result as a task that replies when it is done."""
@@ -425,20 +436,8 @@ class Runtime:
         """Ends a dispatch whose servant the drain called natively but whose
         outcome is not plain bytes: a coroutine, an exception, a wrong type.
         Raises only what is not an Exception, after the request was answered."""
-        handle = current._handle
         self._dispatch_started(current)
-        if error is not None:
-            self._finish(handle, current, error=error)
-            return
-        try:
-            if self._started_async(handle, current, result):
-                return
-        except BaseException as exc:
-            self._finish(handle, current, error=exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        self._finish(handle, current, result)
+        self._settle(current._handle, current, result, error)
 
     async def _run_async(self, handle: _core.Communicator, current: Current,
                          coroutine: Any) -> None:
