@@ -10,9 +10,10 @@ replies abandoned and their connections aborted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -117,9 +118,11 @@ async def test_destroy_after_a_servant_lookup_that_raises() -> None:
         await asyncio.wait_for(server.destroy(), DESTROY_LIMIT)
 
 
-async def test_destroy_abandons_dispatches_past_close_timeout(
-        caplog: pytest.LogCaptureFixture) -> None:
-    server = aiocomm.Communicator(close_timeout=SHORT_CLOSE)
+@contextlib.asynccontextmanager
+async def _stuck_call(close_timeout: float) -> AsyncIterator[
+        tuple[aiocomm.Communicator, aiocomm.ObjectAdapter, Stuck, asyncio.Future[bytes]]]:
+    """A server whose one dispatch (`hang`) is under way, and its call."""
+    server = aiocomm.Communicator(close_timeout=close_timeout)
     client = aiocomm.Communicator(invocation_timeout=DESTROY_LIMIT)
     stuck = Stuck()
     try:
@@ -129,43 +132,44 @@ async def test_destroy_abandons_dispatches_past_close_timeout(
         prx = client.proxy(f"stuck:{adapter.endpoints[0]}")
         call = asyncio.ensure_future(prx.invoke("hang", b""))
         await _until(lambda: stuck.started == 1)
-        with caplog.at_level(logging.WARNING, logger="aiocomm"):
-            await asyncio.wait_for(server.destroy(), DESTROY_LIMIT)
-        assert server.is_destroyed
-        # The caller learns the connection is gone, rather than waiting.
-        with pytest.raises(aiocomm.ConnectionLostError):
-            await asyncio.wait_for(call, DESTROY_LIMIT)
-        messages = [r.getMessage() for r in caplog.records if r.name == "aiocomm"]
-        assert any("close_timeout" in m for m in messages), messages
-        assert any("'hang'" in m and "stuck" in m for m in messages), messages
-        # The servant may still finish: its reply goes nowhere, quietly.
-        stuck.release.set()
-        await _until(lambda: stuck.finished == 1)
-        await asyncio.sleep(0.05)
+        yield server, adapter, stuck, call
     finally:
         stuck.release.set()
         await client.destroy()
         await asyncio.wait_for(server.destroy(), DESTROY_LIMIT)
 
 
+def _messages(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "aiocomm"]
+
+
+async def test_destroy_abandons_dispatches_past_close_timeout(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async with _stuck_call(SHORT_CLOSE) as (server, _adapter, stuck, call):
+        with caplog.at_level(logging.WARNING, logger="aiocomm"):
+            await asyncio.wait_for(server.destroy(), DESTROY_LIMIT)
+        assert server.is_destroyed
+        # The caller learns the connection is gone, rather than waiting.
+        with pytest.raises(aiocomm.ConnectionLostError):
+            await asyncio.wait_for(call, DESTROY_LIMIT)
+        messages = _messages(caplog)
+        assert any("close_timeout" in m for m in messages), messages
+        assert any("'hang'" in m and "stuck" in m for m in messages), messages
+        # The servant may still finish: its reply goes nowhere, quietly.
+        stuck.release.set()
+        await _until(lambda: stuck.finished == 1)
+        await asyncio.sleep(0.05)
+
+
 @pytest.mark.parametrize("verb", ["deactivate", "destroy"])
 async def test_adapter_wait_is_bounded_by_close_timeout(
         verb: str, caplog: pytest.LogCaptureFixture) -> None:
-    server = aiocomm.Communicator(close_timeout=SHORT_CLOSE)
-    client = aiocomm.Communicator(invocation_timeout=DESTROY_LIMIT)
-    stuck = Stuck()
-    try:
-        adapter = server.create_object_adapter()
-        adapter.add(stuck, "stuck")
-        adapter.activate()
-        prx = client.proxy(f"stuck:{adapter.endpoints[0]}")
-        call = asyncio.ensure_future(prx.invoke("hang", b""))
-        await _until(lambda: stuck.started == 1)
+    async with _stuck_call(SHORT_CLOSE) as (server, adapter, stuck, call):
         with caplog.at_level(logging.WARNING, logger="aiocomm"):
             await asyncio.wait_for(getattr(adapter, verb)(), DESTROY_LIMIT)
         with pytest.raises(aiocomm.ConnectionLostError):
             await asyncio.wait_for(call, DESTROY_LIMIT)
-        messages = [r.getMessage() for r in caplog.records if r.name == "aiocomm"]
+        messages = _messages(caplog)
         assert any("'hang'" in m and "stuck" in m for m in messages), messages
         assert server.stats()["python_dispatches_in_flight"] == 0
         await _until(lambda: server.stats()["dispatches_in_flight"] == 0)
@@ -173,30 +177,13 @@ async def test_adapter_wait_is_bounded_by_close_timeout(
         await _until(lambda: stuck.finished == 1)
         # Nothing is left for destroy to wait for.
         await asyncio.wait_for(server.destroy(), DESTROY_LIMIT)
-    finally:
-        stuck.release.set()
-        await client.destroy()
-        await asyncio.wait_for(server.destroy(), DESTROY_LIMIT)
 
 
 async def test_adapter_deactivate_waits_for_dispatches_that_end_in_time() -> None:
-    server = aiocomm.Communicator(close_timeout=LONG_CLOSE)
-    client = aiocomm.Communicator(invocation_timeout=DESTROY_LIMIT)
-    stuck = Stuck()
-    try:
-        adapter = server.create_object_adapter()
-        adapter.add(stuck, "stuck")
-        adapter.activate()
-        prx = client.proxy(f"stuck:{adapter.endpoints[0]}")
-        call = asyncio.ensure_future(prx.invoke("hang", b""))
-        await _until(lambda: stuck.started == 1)
+    async with _stuck_call(LONG_CLOSE) as (_server, adapter, stuck, call):
         deactivated = adapter.deactivate()
         await asyncio.sleep(0.1)
         assert not deactivated.done()
         stuck.release.set()
         await asyncio.wait_for(deactivated, DESTROY_LIMIT)
         assert await asyncio.wait_for(call, DESTROY_LIMIT) == b"late"
-    finally:
-        stuck.release.set()
-        await client.destroy()
-        await asyncio.wait_for(server.destroy(), DESTROY_LIMIT)
