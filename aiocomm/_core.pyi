@@ -28,7 +28,8 @@ class Inbox:
         4 log (level, text); 5 closed (futures still held).
         """
     def configure_dispatch(self, current_type: type, current_var: Any, modes: tuple[Any, ...],
-                           finish: Callable[[Any, Any, BaseException | None], None]) -> None:
+                           finish: Callable[[Any, Any, BaseException | None], None],
+                           resume: Callable[[Any, Any, Any, Any], None]) -> None:
         """What a natively dispatched request is made of: the Current class (its slots are
         filled directly), the context variable naming the running dispatch, the operation
         modes, and the runtime's method that finishes a dispatch whose result is not bytes."""

@@ -15,8 +15,9 @@ import functools
 import logging
 import sys
 import threading
+import types
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
 from . import _core
@@ -56,6 +57,10 @@ current_dispatch: contextvars.ContextVar[Current | None] = contextvars.ContextVa
 _REPLY_OK, _REPLY_USER = 0, 1
 _MODES = tuple(OperationMode)
 _EAGER = sys.version_info >= (3, 12)
+# What a servant may raise that stops the program, as Python means it to,
+# once its request is answered. Any other exception, BaseException or not,
+# is answered and logged, and stops nothing.
+_INTERRUPTS = (KeyboardInterrupt, SystemExit)
 
 _FAILURES: dict[int, Callable[[str], BaseException]] = {
     1: ConnectionRefusedError,
@@ -161,7 +166,8 @@ class Runtime:
         # The common request (a plain method of a servant registered on an
         # active adapter, returning bytes) is dispatched natively, during the
         # drain; the rest comes here. Adapters register while active.
-        inbox.configure_dispatch(Current, current_dispatch, _MODES, self._finish_native)
+        inbox.configure_dispatch(Current, current_dispatch, _MODES, self._finish_native,
+                                 self._resume_native)
         loop.add_reader(self.reader_fd, self.on_readable)
         loop.add_reader(self.sockets_fd, self.on_sockets_readable)
 
@@ -375,8 +381,8 @@ class Runtime:
 
     def dispatch(self, handle: _core.Communicator, adapter: ObjectAdapter | None,
                  event: tuple[Any, ...]) -> None:
-        """Dispatches one request event. Raises only what is not an Exception
-        (KeyboardInterrupt, SystemExit), after the request was answered."""
+        """Dispatches one request event. Raises only KeyboardInterrupt and
+        SystemExit, after the request was answered."""
         current = _current_of(handle, adapter, event)
         if adapter is None or not adapter.is_active or handle.destroying:
             # Refused as Ice refuses a request for a deactivated adapter: the
@@ -400,7 +406,7 @@ class Runtime:
                 error: BaseException | None) -> None:
         """Ends a started dispatch with what its servant call gave: a reply
         now, or a task that replies when the awaitable result is done. Raises
-        only what is not an Exception, after the request was answered."""
+        only KeyboardInterrupt and SystemExit, after the request was answered."""
         if error is None:
             try:
                 if self._started_async(handle, current, result):
@@ -408,7 +414,7 @@ class Runtime:
             except BaseException as exc:  # an eager task re-raising KeyboardInterrupt
                 error = exc
         self._finish(handle, current, result, error)
-        if error is not None and not isinstance(error, Exception):
+        if isinstance(error, _INTERRUPTS):
             raise error
 
     def _started_async(self, handle: _core.Communicator, current: Current, result: Any) -> bool:
@@ -439,6 +445,29 @@ class Runtime:
         self._dispatch_started(current)
         self._settle(current._handle, current, result, error)
 
+    def _resume_native(self, current: Current, coroutine: Coroutine[Any, Any, Any],
+                       pending: Any, context: contextvars.Context) -> None:
+        """Continues, as a task, an ``async def`` servant whose first step the
+        drain ran and which suspended there, yielding ``pending``."""
+        handle = current._handle
+        self._dispatch_started(current)
+        try:
+            # Eager where the loop can: the task waits for `pending` at once,
+            # as the coroutine asked, rather than a loop turn later.
+            wrapper = self._run_async(handle, current, _resumed(coroutine, pending, _EAGER))
+            if _EAGER:
+                task = asyncio.Task(wrapper, loop=self.loop, context=context,
+                                    eager_start=True)  # type: ignore[call-arg]
+            else:
+                task = self.loop.create_task(wrapper, context=context)
+        except BaseException as exc:
+            self._finish(handle, current, error=exc)
+            if isinstance(exc, _INTERRUPTS):
+                raise
+            return
+        if not task.done():
+            task.add_done_callback(functools.partial(self._task_done, handle, current))
+
     async def _run_async(self, handle: _core.Communicator, current: Current,
                          coroutine: Any) -> None:
         try:
@@ -449,7 +478,7 @@ class Runtime:
             raise
         except BaseException as exc:
             self._finish(handle, current, error=exc)
-            if not isinstance(exc, Exception):
+            if isinstance(exc, _INTERRUPTS):
                 raise
         else:
             self._finish(handle, current, result)
@@ -612,6 +641,35 @@ def _reply_payload(result: Any, operation: str) -> bytes | bytearray | memoryvie
     if isinstance(result, memoryview) and not result.c_contiguous:
         return result.tobytes()  # the wire takes one contiguous run
     return result
+
+
+@types.coroutine
+def _resumed(coroutine: Coroutine[Any, Any, Any], pending: Any,
+             wait_first: bool) -> Generator[Any, None, Any]:
+    """Drives a coroutine that has already run up to a suspension, where it
+    yielded ``pending`` (a future to wait for, or None for a bare yield): a
+    ``yield from`` that starts in the middle. Without ``wait_first``, a bare
+    yield is taken as done: the task's own first step is the loop turn the
+    coroutine asked for."""
+    wait = pending is not None or wait_first
+    step: Callable[[Any], Any] = coroutine.send
+    arg: Any = None
+    while True:
+        if wait:
+            try:
+                yield pending
+            except GeneratorExit:
+                coroutine.close()
+                raise
+            except BaseException as exc:  # cancellation, delivered where it waits
+                step, arg = coroutine.throw, exc
+            else:
+                step, arg = coroutine.send, None
+        wait = True
+        try:
+            pending = step(arg)
+        except StopIteration as stop:
+            return stop.value
 
 
 async def _await(awaitable: Awaitable[Any]) -> Any:

@@ -21,6 +21,12 @@ class PeerSpec:
 PEERS: tuple[PeerSpec, ...] = (
     PeerSpec("aiocomm", "aiocomm", "aiocomm", "this project: proxy.invoke / adapter.add"),
     PeerSpec(
+        "aiocomm_async",
+        "aiocomm",
+        "aiocomm",
+        "this project with an `async def echo` servant (the form asyncio users write)",
+    ),
+    PeerSpec(
         "aiocomm_loop_reads",
         "aiocomm",
         "aiocomm",

@@ -19,7 +19,7 @@ class EchoServant:
         return payload
 
 
-def _port(endpoint: str) -> int:
+def port_of(endpoint: str) -> int:
     match = re.search(r"-p\s+(\d+)", endpoint)
     if match is None:
         raise RuntimeError(f"no port in endpoint {endpoint!r}")
@@ -32,7 +32,7 @@ async def serve(host: str, loop_reads: bool = False) -> AsyncIterator[int]:
         adapter = communicator.create_object_adapter(f"tcp -h {host} -p 0")
         adapter.add(EchoServant(), "echo")
         adapter.activate()
-        yield _port(adapter.endpoints[0])
+        yield port_of(adapter.endpoints[0])
 
 
 @contextlib.asynccontextmanager

@@ -8,6 +8,7 @@
 #include <structmember.h>
 
 #include <exception>
+#include <initializer_list>
 #include <iterator>
 #include <memory>
 
@@ -64,6 +65,13 @@ PyObject* take_raised() {
 #endif
 }
 
+// KeyboardInterrupt and SystemExit stop the program once the request that
+// raised them is answered; anything else a servant raises is only answered.
+bool is_interrupt(PyObject* error) {
+  return PyErr_GivenExceptionMatches(error, PyExc_KeyboardInterrupt) ||
+         PyErr_GivenExceptionMatches(error, PyExc_SystemExit);
+}
+
 void reraise(PyObject* error) {
 #if PY_VERSION_HEX >= 0x030C0000
   PyErr_SetRaisedException(error);
@@ -76,7 +84,7 @@ void reraise(PyObject* error) {
 }  // namespace
 
 void NativeDispatch::configure(py::object current_type, py::object current_var, py::tuple modes,
-                               py::object finish) {
+                               py::object finish, py::object resume) {
   for (std::size_t i = 0; i < slot_count; ++i) {
     py::object descriptor = current_type.attr(current_slots[i]);
     if (!PyObject_TypeCheck(descriptor.ptr(), &PyMemberDescr_Type)) {
@@ -88,6 +96,7 @@ void NativeDispatch::configure(py::object current_type, py::object current_var, 
   current_var_ = std::move(current_var);
   modes_ = std::move(modes);
   finish_ = std::move(finish);
+  resume_ = std::move(resume);
   empty_ = py::str("");
   encoding_1_1_ = py::make_tuple(1, 1);
   configured_ = true;
@@ -104,6 +113,7 @@ int NativeDispatch::traverse(visitproc visit, void* arg) {
   Py_VISIT(current_var_.ptr());
   Py_VISIT(modes_.ptr());
   Py_VISIT(finish_.ptr());
+  Py_VISIT(resume_.ptr());
   for (auto& [id, adapter] : adapters_) {
     Py_VISIT(adapter.adapter.ptr());
     Py_VISIT(adapter.servants.ptr());
@@ -116,6 +126,7 @@ void NativeDispatch::clear() {
   interrupt_ = py::object();
   adapters_.clear();
   finish_ = py::object();
+  resume_ = py::object();
   modes_ = py::tuple();
   current_var_ = py::object();
   current_type_ = py::object();
@@ -268,36 +279,70 @@ bool NativeDispatch::try_dispatch(core::Event& e, Handle& handle, PyObject* hand
   ++dispatched_;
   PyObject* result = PyObject_Vectorcall(method.ptr(), args, 2, nullptr);
   --calls_in_progress_;
-  if (result != nullptr && (result == Py_None || PyBytes_CheckExact(result))) {
-    reset_current(token);
-    reply(handle, e, current.ptr(), result);
-    Py_DECREF(result);
-    return true;
+  if (result != nullptr && PyCoro_CheckExact(result)) {
+    step_coroutine(handle, e, current.ptr(), py::reinterpret_steal<py::object>(result));
+  } else {
+    PyObject* error = result == nullptr ? take_raised() : nullptr;
+    conclude(handle, e, current.ptr(), py::reinterpret_steal<py::object>(result),
+             py::reinterpret_steal<py::object>(error));
   }
-  // A coroutine, a wrong type or an exception: the runtime finishes it, in
-  // the dispatch's context (a task it starts must know its dispatch). It
-  // answers a KeyboardInterrupt or SystemExit too, which is then raised
-  // once the rest of the batch is delivered, as Python would.
-  PyObject* error = result == nullptr ? take_raised() : nullptr;
-  if (error != nullptr && !PyObject_IsInstance(error, PyExc_Exception)) keep_interrupt(error);
-  PyObject* done = PyObject_CallFunctionObjArgs(finish_.ptr(), current.ptr(),
-                                                result ? result : Py_None,
-                                                error ? error : Py_None, nullptr);
+  reset_current(token);
+  return true;
+}
+
+void NativeDispatch::conclude(Handle& handle, const core::Event& e, PyObject* current,
+                              py::object result, py::object error) {
+  if (!error && (result.ptr() == Py_None || PyBytes_CheckExact(result.ptr()))) {
+    reply(handle, e, current, result.ptr());
+    return;
+  }
+  // A wrong type or an exception: the runtime answers it. It answers a
+  // KeyboardInterrupt or SystemExit too, which is then raised once the
+  // rest of the batch is delivered, as Python would.
+  if (error && is_interrupt(error.ptr())) keep_interrupt(error.ptr());
+  call_runtime(finish_, {current, result ? result.ptr() : Py_None,
+                         error ? error.ptr() : Py_None});
+}
+
+// An `async def` servant's first step runs here, in a copy of the context
+// (as an eager task's would): most end in it, with no task and no loop turn,
+// and are answered like a plain method. One that suspends continues as a
+// task of the runtime's, from where it stopped, in that same context.
+void NativeDispatch::step_coroutine(Handle& handle, const core::Event& e, PyObject* current,
+                                    py::object coroutine) {
+  auto context = py::reinterpret_steal<py::object>(PyContext_CopyCurrent());
+  if (!context || PyContext_Enter(context.ptr()) < 0) {
+    PyErr_Clear();
+    call_runtime(finish_, {current, coroutine.ptr(), Py_None});  // the runtime's task runs it
+    return;
+  }
+  PyObject* out = nullptr;
+  ++calls_in_progress_;
+  PySendResult sent = PyIter_Send(coroutine.ptr(), Py_None, &out);
+  --calls_in_progress_;
+  auto error = py::reinterpret_steal<py::object>(sent == PYGEN_ERROR ? take_raised() : nullptr);
+  if (PyContext_Exit(context.ptr()) < 0) PyErr_WriteUnraisable(context.ptr());
+  auto value = py::reinterpret_steal<py::object>(out);
+  if (sent == PYGEN_NEXT) {
+    call_runtime(resume_, {current, coroutine.ptr(), value.ptr(), context.ptr()});
+  } else {
+    conclude(handle, e, current, std::move(value), std::move(error));
+  }
+}
+
+void NativeDispatch::call_runtime(const py::object& function, std::initializer_list<PyObject*> args) {
+  PyObject* done = PyObject_Vectorcall(function.ptr(), std::data(args), args.size(), nullptr);
   if (done == nullptr) {
     PyObject* raised = take_raised();
-    if (raised != nullptr && !PyObject_IsInstance(raised, PyExc_Exception)) {
+    if (raised != nullptr && is_interrupt(raised)) {
       keep_interrupt(raised);  // an eager task re-raising it, already answered
       Py_DECREF(raised);
     } else if (raised != nullptr) {
       reraise(raised);  // steals it
-      PyErr_WriteUnraisable(finish_.ptr());
+      PyErr_WriteUnraisable(function.ptr());
     }
   }
   Py_XDECREF(done);
-  Py_XDECREF(result);
-  Py_XDECREF(error);
-  reset_current(token);
-  return true;
 }
 
 void NativeDispatch::keep_interrupt(PyObject* error) {

@@ -10,6 +10,7 @@
 
 #include <array>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <unordered_map>
 
@@ -27,7 +28,7 @@ class NativeDispatch {
 
   // The Python pieces a dispatch is made of; see Runtime.__init__.
   void configure(py::object current_type, py::object current_var, py::tuple modes,
-                 py::object finish);
+                 py::object finish, py::object resume);
   // Requests for `adapter_id` are dispatched natively while the adapter is
   // active; `servants` is its (identity, facet) -> servant dict.
   void activate(std::uint32_t adapter_id, py::object adapter, py::dict servants);
@@ -68,6 +69,15 @@ class NativeDispatch {
                           PyObject* handle_object);
   void reset_current(PyObject* token);
   void reply(Handle& handle, const core::Event& e, PyObject* current, PyObject* result);
+  // Ends a dispatch with its servant's result or error: a bytes or None
+  // result is replied to here, the rest goes to the runtime's finish.
+  void conclude(Handle& handle, const core::Event& e, PyObject* current, py::object result,
+                py::object error);
+  void step_coroutine(Handle& handle, const core::Event& e, PyObject* current,
+                      py::object coroutine);
+  // Calls finish_ or resume_; what they raise is reported, or kept when it
+  // is a KeyboardInterrupt or SystemExit.
+  void call_runtime(const py::object& function, std::initializer_list<PyObject*> args);
 
   bool configured_ = false;
   int calls_in_progress_ = 0;
@@ -77,6 +87,7 @@ class NativeDispatch {
   py::object current_var_;
   py::tuple modes_;
   py::object finish_;  // Runtime._finish_native(current, result, error)
+  py::object resume_;  // Runtime._resume_native(current, coroutine, yielded, context)
   // Current's slots, so a Current is made without its __init__.
   std::array<PyMemberDef*, slot_count> slots_{};
   std::unordered_map<std::uint32_t, Adapter> adapters_;

@@ -185,11 +185,12 @@ void bind_inbox(py::module_& m) {
            "of successful replies, dispatch the common requests, return the other events.")
       .def("configure_dispatch",
            [](PyInbox& self, py::object current_type, py::object current_var, py::tuple modes,
-              py::object finish) {
+              py::object finish, py::object resume) {
              self.dispatch.configure(std::move(current_type), std::move(current_var),
-                                     std::move(modes), std::move(finish));
+                                     std::move(modes), std::move(finish), std::move(resume));
            },
-           py::arg("current_type"), py::arg("current_var"), py::arg("modes"), py::arg("finish"))
+           py::arg("current_type"), py::arg("current_var"), py::arg("modes"), py::arg("finish"),
+           py::arg("resume"))
       .def("activate_adapter",
            [](PyInbox& self, std::uint32_t adapter_id, py::object adapter, py::dict servants) {
              self.dispatch.activate(adapter_id, std::move(adapter), std::move(servants));

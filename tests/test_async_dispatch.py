@@ -1,0 +1,204 @@
+"""`async def` servants on the native dispatch path: the drain runs a
+coroutine's first step itself, in a context of its own. One that ends there
+is answered at once, with no task; one that suspends continues as a task
+from where it stopped. Semantics are a task's: the dispatch's Current and
+context, arrival order for what does not suspend, exceptions, cancellation,
+and destroy while a dispatch is suspended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+import aiocomm
+from aiocomm._runtime import current_dispatch
+
+LIMIT = 30.0  # seconds; for what must happen, far above its real time
+
+tag: contextvars.ContextVar[str] = contextvars.ContextVar("tag", default="unset")
+
+
+class Pair:
+    def __init__(self, server: aiocomm.Communicator, client: aiocomm.Communicator,
+                 adapter: aiocomm.ObjectAdapter) -> None:
+        self.server, self.client, self.adapter = server, client, adapter
+
+    def proxy(self, identity: str) -> aiocomm.Proxy:
+        return self.client.proxy(f"{identity}:{self.adapter.endpoints[0]}")
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[Pair]:
+    server = aiocomm.Communicator()
+    client = aiocomm.Communicator(invocation_timeout=LIMIT)
+    try:
+        adapter = server.create_object_adapter()
+        adapter.activate()
+        yield Pair(server, client, adapter)
+    finally:
+        await client.destroy()
+        await asyncio.wait_for(server.destroy(), LIMIT)
+
+
+class Servant:
+    def __init__(self) -> None:
+        self.order: list[str] = []
+        self.release = asyncio.Event()
+        self.seen: list[Any] = []
+
+    async def where(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        # No suspension: the drain ran this, outside any task.
+        return b"task" if asyncio.current_task() is not None else b"drain"
+
+    async def where_after_yield(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        await asyncio.sleep(0)
+        return b"task" if asyncio.current_task() is not None else b"drain"
+
+    async def record(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        self.order.append(payload.decode())
+        return payload
+
+    def record_plain(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        self.order.append(payload.decode())
+        return payload
+
+    async def context(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        before = (tag.get(), current_dispatch.get() is current)
+        tag.set(payload.decode())
+        await asyncio.sleep(0.01)
+        after = (tag.get(), current_dispatch.get() is current)
+        return repr((before, after)).encode()
+
+    async def set_tag(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        tag.set(payload.decode())
+        return b""
+
+    async def get_tag(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        return tag.get().encode()
+
+    async def fail_now(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        raise ValueError("now")
+
+    async def fail_later(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        await asyncio.sleep(0)
+        raise ValueError("later")
+
+    async def user_now(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        raise aiocomm.UserError(b"u-now")
+
+    async def user_later(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        await asyncio.sleep(0)
+        raise aiocomm.UserError(b"u-later")
+
+    async def wrong_type(self, payload: bytes, current: aiocomm.Current) -> Any:
+        return 12
+
+    async def wait(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        await asyncio.sleep(0)  # from here on, a task
+        self.seen.append(asyncio.current_task())
+        await self.release.wait()
+        return b"released"
+
+    async def catches_cancel(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        await asyncio.sleep(0)
+        self.seen.append(asyncio.current_task())
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            return b"handled"
+        return b"released"
+
+
+async def test_a_coroutine_that_does_not_suspend_runs_in_the_drain(pair: Pair) -> None:
+    pair.adapter.add(Servant(), "s")
+    prx = pair.proxy("s")
+    native = pair.server.stats()["native_dispatches"]
+    assert await prx.invoke("where", b"") == b"drain"
+    assert await prx.invoke("where_after_yield", b"") == b"task"
+    assert pair.server.stats()["native_dispatches"] == native + 2
+
+
+async def test_arrival_order_is_kept_across_plain_and_async(pair: Pair) -> None:
+    servant = Servant()
+    pair.adapter.add(servant, "s")
+    prx = pair.proxy("s")
+    calls = [prx.invoke("record" if i % 3 else "record_plain", str(i).encode())
+             for i in range(60)]
+    await asyncio.gather(*calls)
+    assert servant.order == [str(i) for i in range(60)]
+
+
+async def test_each_dispatch_has_its_own_context(pair: Pair) -> None:
+    pair.adapter.add(Servant(), "s")
+    prx = pair.proxy("s")
+    results = await asyncio.gather(*[prx.invoke("context", name.encode())
+                                     for name in ("a", "b", "c")])
+    for name, result in zip(("a", "b", "c"), results, strict=True):
+        assert result == repr((("unset", True), (name, True))).encode()
+    # A variable set by a dispatch that ended in the drain does not leak
+    # into the loop's context, nor into the next dispatch.
+    await prx.invoke("set_tag", b"leaked?")
+    assert await prx.invoke("get_tag", b"") == b"unset"
+    assert tag.get() == "unset"
+
+
+@pytest.mark.parametrize(("operation", "error", "text"), [
+    ("fail_now", aiocomm.UnknownError, "ValueError: now"),
+    ("fail_later", aiocomm.UnknownError, "ValueError: later"),
+    ("wrong_type", aiocomm.UnknownError, "returned int"),
+])
+async def test_exceptions_before_and_after_suspending(pair: Pair, operation: str,
+                                                      error: type[Exception], text: str) -> None:
+    pair.adapter.add(Servant(), "s")
+    with pytest.raises(error, match=text):
+        await pair.proxy("s").invoke(operation, b"")
+
+
+@pytest.mark.parametrize("operation", ["user_now", "user_later"])
+async def test_user_errors_before_and_after_suspending(pair: Pair, operation: str) -> None:
+    pair.adapter.add(Servant(), "s")
+    with pytest.raises(aiocomm.UserError) as caught:
+        await pair.proxy("s").invoke(operation, b"")
+    assert caught.value.payload == f"u-{operation.split('_')[1]}".encode()
+
+
+async def test_cancelling_a_suspended_dispatch_answers_it(pair: Pair) -> None:
+    servant = Servant()
+    pair.adapter.add(servant, "s")
+    prx = pair.proxy("s")
+    call = asyncio.ensure_future(prx.invoke("wait", b""))
+    handled = asyncio.ensure_future(prx.invoke("catches_cancel", b""))
+    for _ in range(int(LIMIT / 0.01)):
+        if len(servant.seen) == 2:
+            break
+        await asyncio.sleep(0.01)
+    tasks = servant.seen
+    assert all(isinstance(t, asyncio.Task) for t in tasks), tasks
+    for task in tasks:
+        task.cancel()
+    with pytest.raises(aiocomm.UnknownLocalError, match="cancelled"):
+        await asyncio.wait_for(call, LIMIT)
+    # A servant that handles the cancellation answers as it chooses.
+    assert await asyncio.wait_for(handled, LIMIT) == b"handled"
+    assert pair.server.stats()["python_dispatches_in_flight"] == 0
+
+
+async def test_destroy_waits_for_a_suspended_dispatch_and_sends_its_reply(pair: Pair) -> None:
+    servant = Servant()
+    pair.adapter.add(servant, "s")
+    call = asyncio.ensure_future(pair.proxy("s").invoke("wait", b""))
+    for _ in range(int(LIMIT / 0.01)):
+        if servant.seen:
+            break
+        await asyncio.sleep(0.01)
+    destroy = asyncio.ensure_future(pair.server.destroy())
+    await asyncio.sleep(0.2)
+    assert not destroy.done()
+    servant.release.set()
+    assert await asyncio.wait_for(call, LIMIT) == b"released"
+    await asyncio.wait_for(destroy, LIMIT)
