@@ -38,6 +38,11 @@ class Echo:
 # very moment the last reference to the communicator is dropped by a thread
 # that holds the GIL. The dealloc must release the GIL before it drops the
 # core, whose destructor joins that lifecycle thread.
+#
+# The library's own destroy completion no longer takes the GIL (the loop
+# watches a descriptor), so nothing would wait for it: the test hook
+# begin_destroy_taking_gil puts the old GIL-taking completion back on this
+# one destroy, to keep proving the dealloc's rule (defence in depth).
 SEED_DEADLOCK = PRELUDE + """
 from aiocomm._core import _testing
 
@@ -58,7 +63,8 @@ async def main():
     adapter.activate()
     assert await prx.invoke("echo", b"hi") == b"hi"
     del adapter, prx
-    holder[0].destroy()          # runs on the lifecycle thread; not awaited
+    # Destroy runs on the lifecycle thread, which takes the GIL at its end.
+    assert _testing.begin_destroy_taking_gil(holder[0]._handle, lambda: None)
     # With the GIL held throughout, wait until the lifecycle thread blocks on
     # the GIL, then drop the last reference: dealloc runs right there.
     _testing.drop_when_native_thread_waits_for_gil(holder, 10.0)
