@@ -217,9 +217,14 @@ class Communicator:
         self._runtime = Runtime(loop, self._inbox, self._handle)
         return self._runtime
 
+    def _destroy_begun(self) -> bool:
+        """Destroy has started (it may not have finished: see is_destroyed).
+        Everything destroy refuses is refused from here on."""
+        return self._destroy is not None or self._handle.destroying
+
     def _runtime_for_call(self) -> Runtime:
         """The runtime of the running loop; raises when destroyed or on another loop."""
-        if self._destroy is not None or self._handle.destroying:
+        if self._destroy_begun():
             raise CommunicatorDestroyedError("the communicator has been destroyed")
         try:
             loop = asyncio.get_running_loop()
@@ -295,7 +300,7 @@ class Communicator:
 
     def proxy(self, text: str) -> Proxy:
         """Parses a stringified proxy, such as ``"hello:tcp -h 127.0.0.1 -p 10000"``."""
-        if self._destroy is not None or self._handle.destroying:
+        if self._destroy_begun():
             raise CommunicatorDestroyedError("the communicator has been destroyed")
         spec = parse_proxy(text)
         return Proxy(self, spec.identity, spec.facet, spec.endpoints,
@@ -342,7 +347,9 @@ class Communicator:
 
     @property
     def is_destroyed(self) -> bool:
-        return self._destroy is not None or self._handle.destroying
+        """Destroy has finished: every native thread is joined. False while a
+        destroy is in progress (``repr`` and ``stats()["destroying"]`` show it)."""
+        return self._handle.destroyed
 
     def destroy(self) -> Awaitable[None]:
         """Destroys the communicator: shuts down, lets in-flight dispatches finish,
@@ -411,6 +418,9 @@ class Communicator:
         counters["native_dispatches"] = self._inbox.native_dispatches()
         counters["python_dispatches_in_flight"] = (
             runtime.in_flight + runtime.inbox.dispatching() if runtime else 0)
+        destroyed = self.is_destroyed
+        counters["destroying"] = int(self._destroy_begun() and not destroyed)
+        counters["destroyed"] = int(destroyed)
         return counters
 
     @property
@@ -418,12 +428,17 @@ class Communicator:
         return dict(self._options)
 
     def __repr__(self) -> str:
-        state = "destroyed" if self.is_destroyed else "shut down" if self._shutdown else "live"
+        if self.is_destroyed:
+            state = "destroyed"
+        elif self._destroy_begun():
+            state = "destroying"
+        else:
+            state = "shut down" if self._shutdown else "live"
         return f"<aiocomm.Communicator {state} at {id(self):#x}>"
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
         handle = getattr(self, "_handle", None)
-        if handle is None or self._destroy is not None or handle.destroying:
+        if handle is None or self._destroy_begun():
             return
         # Never destroyed: the native handle's dealloc tears it down (without the
         # GIL, never waiting for the loop); say so, as asyncio does for transports.

@@ -152,8 +152,13 @@ async def main():
     return comm
 
 comm = run(main)
-time.sleep(0.3)
+# Nobody awaits it: it finishes on its own. is_destroyed means finished
+# (every native thread joined), so wait for it, generously.
+deadline = time.monotonic() + 20
+while not comm.is_destroyed and time.monotonic() < deadline:
+    time.sleep(0.01)
 assert comm.is_destroyed
+assert "destroyed" in repr(comm) and comm.stats()["destroyed"] == 1
 # A blocking destroy with no loop at all, after the loop is gone.
 comm2 = None
 async def make():
@@ -170,7 +175,7 @@ print("done", flush=True)
 
 @pytest.mark.parametrize("loop", LOOPS)
 def test_destroy_after_the_loop_closed(run_script: Run, loop: str) -> None:
-    result = run_script(DESTROY_AFTER_LOOP_CLOSED, args=(loop,), timeout=20)
+    result = run_script(DESTROY_AFTER_LOOP_CLOSED, args=(loop,), timeout=40)
     assert result.returncode == 0, result.stderr
     assert "done" in result.stdout
     assert result.stderr == ""
