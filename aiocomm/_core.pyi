@@ -121,13 +121,23 @@ class Communicator:
     def connection_addresses(
         self, connection_id: int
     ) -> tuple[tuple[str, int], tuple[str, int]] | None: ...
-    def begin_destroy(self, on_done: Callable[[], Any], wait_for_dispatches: bool) -> bool: ...
-    def destroy_blocking(self, wait_for_dispatches: bool) -> None: ...
+    def begin_destroy(self, wait_for_dispatches: bool) -> bool:
+        """Starts destroy on the lifecycle thread; False when it had already completed.
+        Its end shows on ``destroyed_fd``."""
+    def destroy_blocking(self, wait_for_dispatches: bool) -> None:
+        """Starts destroy if needed and waits for its end, without the GIL."""
     def teardown(self) -> None: ...
     @property
-    def destroying(self) -> bool: ...
+    def destroying(self) -> bool:
+        """Destroy has begun (it may still be in progress)."""
     @property
-    def destroyed(self) -> bool: ...
+    def destroyed(self) -> bool:
+        """Destroy has finished and every native thread is joined (joins the lifecycle
+        thread, without the GIL, if nobody has yet)."""
+    @property
+    def destroyed_fd(self) -> int:
+        """Becomes readable once destroy has completed and stays readable (never drained).
+        Valid while this object lives: a watcher that may outlive it watches a dup."""
     def stats(self) -> dict[str, int]: ...
 
 def teardown_all() -> None: ...
@@ -143,5 +153,15 @@ class _Testing:
     def drop_when_native_thread_waits_for_gil(
         holder: list[object], timeout: float = 10.0
     ) -> None: ...
+    @staticmethod
+    def begin_destroy_taking_gil(
+        handle: Communicator, callback: Callable[[], Any], wait_for_dispatches: bool = False
+    ) -> bool:
+        """Begins destroy with a completion that takes the GIL on the lifecycle thread
+        (the counted way) and calls ``callback``."""
+    @staticmethod
+    def take_gil_on_native_thread(callback: Callable[[], Any]) -> bool:
+        """Calls ``callback`` from a new native thread that takes the GIL the counted way;
+        False (nothing ran) when the interpreter is finalizing."""
 
 _testing: _Testing

@@ -206,7 +206,9 @@ class ObjectAdapter:
     def _check_live(self) -> None:
         if self._deactivated:
             communicator = self._communicator()
-            if communicator is None or communicator.is_destroyed:
+            handle = self._runtime.handle_ref()
+            # Refused from the start of destroy, not only once it has finished.
+            if communicator is None or handle is None or handle.destroying:
                 raise CommunicatorDestroyedError("the communicator has been destroyed")
             raise AdapterDeactivatedError(f"object adapter {self._name!r} has been deactivated")
 

@@ -43,45 +43,106 @@ def _resolve_destroyed(future: asyncio.Future[None], runtime: Runtime | None) ->
 
 
 class _DestroyCompletion:
-    """Waiters of one destroy. Completed from the lifecycle thread.
+    """The waiters of one destroy, each woken on its own loop.
 
-    It must not reference the Communicator: the lifecycle thread drops its
-    reference to it, and must never drop the communicator's last one.
+    No native thread calls into Python at the end of destroy: the core makes
+    its ``destroyed_fd`` readable, for good (it is never drained), and every
+    loop with a waiter watches it. The loops watch a ``dup`` of it, owned
+    here and closed only once no loop watches it any more (libuv misbehaves
+    when a watched descriptor number is closed and reused), so it stays
+    valid whatever happens to the communicator meanwhile.
     """
 
-    def __init__(self, runtime: Runtime | None) -> None:
-        self._lock = threading.Lock()
-        self._done = False
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+    def __init__(self, handle: _core.Communicator, runtime: Runtime | None) -> None:
+        self._lock = threading.Lock()  # waiters may come from loops on other threads
+        self._handle: _core.Communicator | None = handle
         self._runtime = runtime
+        self._done = False
+        self._fd = -1
+        # Per loop watching the descriptor, its waiters: a loop has one
+        # reader (add_reader replaces the callback of a second one).
+        self._watching: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
 
     def waiter(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
-        # A future per caller: cancelling one awaiting task cancels only its
-        # own future, never the destroy nor the other callers' futures.
+        """A future of ``loop`` (the running loop) that completes once destroy has.
+
+        A future per caller: cancelling one awaiting task cancels only its
+        own future, never the destroy nor the other callers' futures."""
         future: asyncio.Future[None] = loop.create_future()
         with self._lock:
             if not self._done:
-                self._waiters.append((loop, future))
+                futures = self._watching.get(loop)
+                if futures is None:
+                    futures = self._watching[loop] = []
+                    self._watch(loop)
+                futures.append(future)
+                future.add_done_callback(self._on_waiter_done)
                 return future
-        future.set_result(None)
+        # Finished already. Still resolved from the loop, not here: the caller
+        # may be a servant, inside the very drain _resolve_destroyed runs.
+        loop.call_soon(_resolve_destroyed, future, self._own_runtime(loop))
         return future
 
     def mark_done(self) -> None:
+        """Destroy has finished (seen by a caller that waited for it natively)."""
         with self._lock:
             self._done = True
+            self._handle = None
 
-    def complete_threadsafe(self) -> None:
-        """Runs on the lifecycle thread, with the GIL, once destroy has finished."""
+    def _own_runtime(self, loop: asyncio.AbstractEventLoop) -> Runtime | None:
+        runtime = self._runtime
+        return runtime if runtime is not None and runtime.loop is loop else None
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Under the lock; on `loop`'s thread, which is running it.
+        if self._fd < 0:
+            assert self._handle is not None
+            self._fd = os.dup(self._handle.destroyed_fd)
+        loop.add_reader(self._fd, self._on_destroyed, loop)
+
+    def _unwatch(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Under the lock, `loop` already out of _watching; on its thread.
+        if not loop.is_closed():
+            loop.remove_reader(self._fd)
+        # A closed loop watches nothing: its waiters are nobody's to resolve.
+        for other in [other for other in self._watching if other.is_closed()]:
+            del self._watching[other]
+        if not self._watching:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _on_destroyed(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The reader callback: destroy has finished."""
         with self._lock:
             self._done = True
-            waiters, self._waiters = self._waiters, []
-        runtime, self._runtime = self._runtime, None
-        for loop, future in waiters:
-            own_runtime = runtime if runtime is not None and runtime.loop is loop else None
-            try:
-                loop.call_soon_threadsafe(_resolve_destroyed, future, own_runtime)
-            except RuntimeError:
-                pass  # the loop is closed: nobody is left to tell
+            self._handle = None
+            if loop not in self._watching:
+                return  # a callback that was already on its way when the reader went
+            futures = self._watching.pop(loop)
+            self._unwatch(loop)
+        runtime = self._own_runtime(loop)
+        for future in futures:
+            _resolve_destroyed(future, runtime)
+            runtime = None  # drained once
+
+    def _on_waiter_done(self, future: asyncio.Future[None]) -> None:
+        # A cancelled waiter: once none of its loop's is pending, that loop
+        # stops watching (destroy itself goes on).
+        if not future.cancelled():
+            return
+        loop = future.get_loop()
+        with self._lock:
+            futures = self._watching.get(loop)
+            if futures is None or not all(f.done() for f in futures):
+                return
+            del self._watching[loop]
+            self._unwatch(loop)
+
+    def __del__(self, _close: Any = os.close) -> None:
+        # Only reachable once no open loop holds the reader callback.
+        if self._fd >= 0:
+            _close(self._fd)
+            self._fd = -1
 
 
 class Communicator:
@@ -156,9 +217,14 @@ class Communicator:
         self._runtime = Runtime(loop, self._inbox, self._handle)
         return self._runtime
 
+    def _destroy_begun(self) -> bool:
+        """Destroy has started (it may not have finished: see is_destroyed).
+        Everything destroy refuses is refused from here on."""
+        return self._destroy is not None or self._handle.destroying
+
     def _runtime_for_call(self) -> Runtime:
         """The runtime of the running loop; raises when destroyed or on another loop."""
-        if self._destroy is not None or self._handle.destroying:
+        if self._destroy_begun():
             raise CommunicatorDestroyedError("the communicator has been destroyed")
         try:
             loop = asyncio.get_running_loop()
@@ -234,7 +300,7 @@ class Communicator:
 
     def proxy(self, text: str) -> Proxy:
         """Parses a stringified proxy, such as ``"hello:tcp -h 127.0.0.1 -p 10000"``."""
-        if self._destroy is not None or self._handle.destroying:
+        if self._destroy_begun():
             raise CommunicatorDestroyedError("the communicator has been destroyed")
         spec = parse_proxy(text)
         return Proxy(self, spec.identity, spec.facet, spec.endpoints,
@@ -281,7 +347,9 @@ class Communicator:
 
     @property
     def is_destroyed(self) -> bool:
-        return self._destroy is not None or self._handle.destroying
+        """Destroy has finished: every native thread is joined. False while a
+        destroy is in progress (``repr`` and ``stats()["destroying"]`` show it)."""
+        return self._handle.destroyed
 
     def destroy(self) -> Awaitable[None]:
         """Destroys the communicator: shuts down, lets in-flight dispatches finish,
@@ -311,8 +379,7 @@ class Communicator:
         self._release_current_dispatch()
         if self._destroy is not None:
             return self._destroy
-        runtime = self._runtime
-        completion = _DestroyCompletion(runtime)
+        completion = _DestroyCompletion(self._handle, self._runtime)
         self._destroy = completion
         self._shutdown = True
         for adapter in self._adapters:
@@ -322,8 +389,7 @@ class Communicator:
         # Only the bound loop can finish dispatches: wait for them only when
         # destroy is awaited there (elsewhere, the loop may never run again).
         wait = bound is not None and loop is bound and not bound.is_closed()
-        started = self._handle.begin_destroy(completion.complete_threadsafe, wait)
-        if not started:
+        if not self._handle.begin_destroy(wait):
             completion.mark_done()
         return completion
 
@@ -352,6 +418,9 @@ class Communicator:
         counters["native_dispatches"] = self._inbox.native_dispatches()
         counters["python_dispatches_in_flight"] = (
             runtime.in_flight + runtime.inbox.dispatching() if runtime else 0)
+        destroyed = self.is_destroyed
+        counters["destroying"] = int(self._destroy_begun() and not destroyed)
+        counters["destroyed"] = int(destroyed)
         return counters
 
     @property
@@ -359,12 +428,17 @@ class Communicator:
         return dict(self._options)
 
     def __repr__(self) -> str:
-        state = "destroyed" if self.is_destroyed else "shut down" if self._shutdown else "live"
+        if self.is_destroyed:
+            state = "destroyed"
+        elif self._destroy_begun():
+            state = "destroying"
+        else:
+            state = "shut down" if self._shutdown else "live"
         return f"<aiocomm.Communicator {state} at {id(self):#x}>"
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
         handle = getattr(self, "_handle", None)
-        if handle is None or self._destroy is not None or handle.destroying:
+        if handle is None or self._destroy_begun():
             return
         # Never destroyed: the native handle's dealloc tears it down (without the
         # GIL, never waiting for the loop); say so, as asyncio does for transports.

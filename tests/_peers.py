@@ -291,7 +291,8 @@ class Tally:
         self.oneway_failed: collections.Counter[str] = collections.Counter()  # per tag
         self.barrier_mismatch: list[str] = []
         self.epochs = 0
-        self.abrupt_epochs = 0
+        self.abrupt_epochs = 0  # destroyed with calls in flight, counted when destroy began
+        self.calls_in_flight_at_destroy = 0
         self._ids = 0
 
     def begin(self) -> int:
@@ -316,7 +317,8 @@ class Tally:
                 "unexpected": self.unexpected, "written": dict(self.written),
                 "oneway_failed": dict(self.oneway_failed),
                 "barrier_mismatch": self.barrier_mismatch, "epochs": self.epochs,
-                "abrupt_epochs": self.abrupt_epochs}
+                "abrupt_epochs": self.abrupt_epochs,
+                "calls_in_flight_at_destroy": self.calls_in_flight_at_destroy}
 
 
 def _payload(rng: random.Random, op: str) -> bytes:
@@ -398,7 +400,6 @@ async def soak_lane(endpoint: str, lane: str, seconds: float, seed: int, tally: 
         tag = f"{lane}.{epoch}"
         abrupt = rng.random() < 0.5
         tally.epochs += 1
-        tally.abrupt_epochs += abrupt
         comm = aiocomm.Communicator(invocation_timeout=30.0)
         prx = comm.proxy(f"svc:{endpoint}").with_context({"c": tag})
         stop = asyncio.Event()
@@ -408,7 +409,11 @@ async def soak_lane(endpoint: str, lane: str, seconds: float, seed: int, tally: 
                    for _ in range(rng.randint(1, 4))]
         await asyncio.sleep(min(rng.uniform(0.1, 0.6), max(0.0, deadline - loop.time())))
         if abrupt:
-            # Destroy in the middle: the workers' calls are in flight.
+            # Destroy in the middle. It counts as destroyed with calls in
+            # flight only if some really were, at the moment it began.
+            in_flight = comm.stats()["pending_invocations"]
+            tally.abrupt_epochs += in_flight > 0
+            tally.calls_in_flight_at_destroy += in_flight
             destroying[0] = True
             await asyncio.wait_for(comm.destroy(), 15)
             await asyncio.wait_for(asyncio.gather(*workers), 15)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import socket
 import threading
 import warnings
 
 import pytest
 
 import aiocomm
+
+VALIDATE = bytes.fromhex("49 63 65 50 01 00 01 00 03 00 0e 00 00 00")
 
 
 class Slow:
@@ -89,6 +93,120 @@ async def test_cancelled_destroy_still_runs_to_the_end() -> None:
     # the invocation fails as destroyed; it never hangs.
     (result,) = await asyncio.gather(call, return_exceptions=True)
     assert result == b"x" or isinstance(result, aiocomm.CommunicatorDestroyedError)
+
+
+async def test_is_destroyed_only_once_destroy_has_finished() -> None:
+    comm = aiocomm.Communicator()
+    server = Slow()
+    adapter = comm.create_object_adapter()
+    prx = adapter.add(server, "slow")
+    adapter.activate()
+    call = asyncio.ensure_future(prx.invoke("wait", b"x"))
+    await asyncio.wait_for(server.started.wait(), 10)
+    assert comm.stats()["destroying"] == 0 and comm.stats()["destroyed"] == 0
+    assert "live" in repr(comm)
+
+    destroying = asyncio.ensure_future(comm.destroy())
+    await asyncio.sleep(0.2)
+    # The dispatch in flight holds destroy up: it has begun, not finished.
+    assert not destroying.done()
+    assert not comm.is_destroyed
+    assert repr(comm).startswith("<aiocomm.Communicator destroying at 0x")
+    stats = comm.stats()
+    assert (stats["destroying"], stats["destroyed"]) == (1, 0)
+    # Everything destroy refuses is refused from its start.
+    with pytest.raises(aiocomm.CommunicatorDestroyedError):
+        comm.create_object_adapter()
+    with pytest.raises(aiocomm.CommunicatorDestroyedError):
+        comm.proxy("x:tcp -h 127.0.0.1 -p 1")
+    with pytest.raises(aiocomm.CommunicatorDestroyedError):
+        await prx.invoke("echo")
+
+    server.release.set()
+    await asyncio.wait_for(destroying, 10)
+    assert comm.is_destroyed
+    assert repr(comm).startswith("<aiocomm.Communicator destroyed at 0x")
+    stats = comm.stats()
+    assert (stats["destroying"], stats["destroyed"]) == (0, 1)
+    assert server.finished == 1
+    await asyncio.gather(call, return_exceptions=True)
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+async def test_destroy_awaited_on_another_loop_and_on_a_loop_closed_before_it_ends() -> None:
+    # A peer that validates and then never closes: the graceful close waits
+    # for it (close_timeout), so destroy is certainly in progress meanwhile.
+    listener = socket.create_server(("127.0.0.1", 0))
+    peers: list[socket.socket] = []
+
+    def accept() -> None:
+        peer, _ = listener.accept()
+        peer.sendall(VALIDATE)
+        peers.append(peer)
+
+    acceptor = threading.Thread(target=accept)
+    acceptor.start()
+    comm = aiocomm.Communicator(close_timeout=1.5)
+    try:
+        port = listener.getsockname()[1]
+        call = asyncio.ensure_future(comm.proxy(f"x:tcp -h 127.0.0.1 -p {port}").invoke("op"))
+        await asyncio.to_thread(acceptor.join, 10)
+        assert peers
+        fds_before = _open_fds()
+
+        outcome: dict[str, object] = {}
+
+        def other_loops() -> None:
+            # One loop starts waiting and is closed before destroy ends (its
+            # future stays pending: nobody is left to tell); another awaits
+            # destroy to its end.
+            closed_early = asyncio.new_event_loop()
+
+            async def start() -> asyncio.Future[None]:
+                return asyncio.ensure_future(comm.destroy())
+
+            outcome["orphan"] = closed_early.run_until_complete(start())
+            closed_early.close()
+
+            async def wait() -> None:
+                await comm.destroy()
+                outcome["destroyed_seen_there"] = comm.is_destroyed
+
+            asyncio.run(wait())
+
+        await asyncio.wait_for(asyncio.to_thread(other_loops), 20)
+        assert outcome["destroyed_seen_there"] is True
+        assert comm.is_destroyed
+        # This loop, the bound one, learns of it too, after its calls failed.
+        await asyncio.wait_for(comm.destroy(), 10)
+        with pytest.raises(aiocomm.CommunicatorDestroyedError):
+            await call
+        # The descriptor the loops watched (a dup of the core's) is closed
+        # again, although a loop closed while it was watching it.
+        assert _open_fds() - fds_before == set()
+    finally:
+        await comm.destroy()
+        listener.close()
+        for peer in peers:
+            peer.close()
+
+
+def test_destroy_of_a_communicator_never_bound_to_a_loop() -> None:
+    comm = aiocomm.Communicator()
+
+    async def main() -> None:
+        waiters = [asyncio.ensure_future(comm.destroy()) for _ in range(3)]
+        waiters[0].cancel()  # one caller gives up: the others still see the end
+        results = await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 10)
+        assert isinstance(results[0], asyncio.CancelledError)
+        assert results[1:] == [None, None]
+        assert comm.is_destroyed
+
+    asyncio.run(main())
+    assert comm.loop is None
 
 
 async def test_destroy_waits_for_dispatches_and_sends_their_replies() -> None:

@@ -38,6 +38,11 @@ class Echo:
 # very moment the last reference to the communicator is dropped by a thread
 # that holds the GIL. The dealloc must release the GIL before it drops the
 # core, whose destructor joins that lifecycle thread.
+#
+# The library's own destroy completion no longer takes the GIL (the loop
+# watches a descriptor), so nothing would wait for it: the test hook
+# begin_destroy_taking_gil puts the old GIL-taking completion back on this
+# one destroy, to keep proving the dealloc's rule (defence in depth).
 SEED_DEADLOCK = PRELUDE + """
 from aiocomm._core import _testing
 
@@ -58,7 +63,8 @@ async def main():
     adapter.activate()
     assert await prx.invoke("echo", b"hi") == b"hi"
     del adapter, prx
-    holder[0].destroy()          # runs on the lifecycle thread; not awaited
+    # Destroy runs on the lifecycle thread, which takes the GIL at its end.
+    assert _testing.begin_destroy_taking_gil(holder[0]._handle, lambda: None)
     # With the GIL held throughout, wait until the lifecycle thread blocks on
     # the GIL, then drop the last reference: dealloc runs right there.
     _testing.drop_when_native_thread_waits_for_gil(holder, 10.0)
@@ -146,8 +152,13 @@ async def main():
     return comm
 
 comm = run(main)
-time.sleep(0.3)
+# Nobody awaits it: it finishes on its own. is_destroyed means finished
+# (every native thread joined), so wait for it, generously.
+deadline = time.monotonic() + 20
+while not comm.is_destroyed and time.monotonic() < deadline:
+    time.sleep(0.01)
 assert comm.is_destroyed
+assert "destroyed" in repr(comm) and comm.stats()["destroyed"] == 1
 # A blocking destroy with no loop at all, after the loop is gone.
 comm2 = None
 async def make():
@@ -164,7 +175,7 @@ print("done", flush=True)
 
 @pytest.mark.parametrize("loop", LOOPS)
 def test_destroy_after_the_loop_closed(run_script: Run, loop: str) -> None:
-    result = run_script(DESTROY_AFTER_LOOP_CLOSED, args=(loop,), timeout=20)
+    result = run_script(DESTROY_AFTER_LOOP_CLOSED, args=(loop,), timeout=40)
     assert result.returncode == 0, result.stderr
     assert "done" in result.stdout
     assert result.stderr == ""

@@ -84,18 +84,22 @@ async def test_a_busy_loop_hands_reading_back_and_takes_it_again() -> None:
         # Both ends live on this loop: stall it with a call in flight. The
         # request, or the reply if the loop answered before it stalled,
         # sits unread, and a reactor must take the reading back.
-        call = asyncio.ensure_future(proxy.invoke("echo", b"during"))
-        await asyncio.sleep(0)  # the request leaves
-        time.sleep(0.3)
-        assert await call == b"during"
-
         def handovers() -> int:
             return server.stats()["read_handovers"] + client.stats()["read_handovers"]
 
         def loop_reads() -> int:
             return server.stats()["loop_read_calls"] + client.stats()["loop_read_calls"]
 
+        call = asyncio.ensure_future(proxy.invoke("echo", b"during"))
+        await asyncio.sleep(0)  # the request leaves
+        # Stall the loop until a reactor has taken the reading back (it should
+        # within ~20 ms; a loaded machine gets a generous deadline, not a
+        # fixed sleep that may be too short or prove nothing).
+        deadline = time.monotonic() + 15
+        while handovers() == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert handovers() >= 1
+        assert await call == b"during"
         before = loop_reads()
         for i in range(20):
             assert await proxy.invoke("echo", bytes([i])) == bytes([i])

@@ -60,7 +60,8 @@ class _LogCounter(logging.Filter):
 
 
 def _merge(into: dict[str, Any], part: dict[str, Any]) -> None:
-    for key in ("issued", "resolved", "unresolved", "resolved_twice", "epochs", "abrupt_epochs"):
+    for key in ("issued", "resolved", "unresolved", "resolved_twice", "epochs", "abrupt_epochs",
+                "calls_in_flight_at_destroy"):
         into[key] = into.get(key, 0) + part[key]
     for key in ("outcomes", "written", "oneway_failed"):
         counter = into.setdefault(key, {})
@@ -131,6 +132,7 @@ async def test_soak_nothing_lost(tmp_path: Path, record_property: Any) -> None:
             "client_processes": CHILDREN,
             "communicators": totals["epochs"],
             "communicators_destroyed_with_calls_in_flight": totals["abrupt_epochs"],
+            "calls_in_flight_when_those_destroys_began": totals["calls_in_flight_at_destroy"],
             "invocations": totals["issued"],
             "resolved": totals["resolved"],
             "unresolved": totals["unresolved"],
@@ -176,7 +178,9 @@ async def test_soak_nothing_lost(tmp_path: Path, record_property: Any) -> None:
         # The failing servants were exercised, and every kind of result arrived.
         assert errors.get("UserError", 0) > 0 and errors.get("UnknownError", 0) > 0, summary
         assert summary["results_ok"] > 0 and summary["oneways_written"] > 0, summary
+        # Counted from pending_invocations at the moment each destroy began.
         assert summary["communicators_destroyed_with_calls_in_flight"] > 0, summary
+        assert summary["calls_in_flight_when_those_destroys_began"] > 0, summary
         assert summary["server_end_state"] == {"connections": 0, "dispatches_in_flight": 0,
                                                "python_dispatches_in_flight": 0}, summary
         assert not logs.samples, summary

@@ -121,14 +121,21 @@ def test_native_gil_acquisitions_zero_in_fresh_process(
             print(json.dumps({{"server": server.stats(), "client": client.stats()}}))
             await client.destroy()
             await server.destroy()
+            assert client.is_destroyed and server.is_destroyed
+            # The end of destroy reached the loop without a native GIL take.
+            print(json.dumps({{"after_destroy": aiocomm._core.native_gil_acquisitions()}}))
 
         asyncio.run(main())
     """, timeout=60)
     assert result.returncode == 0, result.stderr
-    stats = json.loads(result.stdout.strip().splitlines()[-1])
+    lines = result.stdout.strip().splitlines()
+    stats = json.loads(lines[-2])
     for side in ("server", "client"):
         assert stats[side]["native_gil_acquisitions"] == 0, stats[side]
         assert stats[side]["inbox_wakeups"] < N, stats[side]
+    # The counter is live (tests/test_gil_rules.py), so 0 means no native
+    # thread took the GIL, destroy completions included.
+    assert json.loads(lines[-1]) == {"after_destroy": 0}
 
 
 async def test_writes_coalesce_under_load_and_go_direct_when_idle(

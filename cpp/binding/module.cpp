@@ -4,6 +4,7 @@
 #include <system_error>
 
 #include "binding/bindings.h"
+#include "binding/gil.h"
 #include "core/communicator.h"
 
 namespace py = pybind11;
@@ -19,6 +20,9 @@ PYBIND11_MODULE(_core, m) {
       PyErr_SetObject(PyExc_OSError, py::make_tuple(e.code().value(), e.what()).ptr());
     }
   });
+  // The thread that will finalize the interpreter, for the GIL rules (gil.h).
+  aiocomm::binding::main_thread_ident.store(
+      py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>());
   aiocomm::binding::bind_inbox(m);
   aiocomm::binding::bind_communicator(m);
   aiocomm::binding::bind_testing(m);

@@ -1,10 +1,15 @@
 // The Communicator handle: the only owner of the core. Its dealloc is where
 // the original deadlock lived, so its rules are spelled out here:
-//  - every call that can wait runs with the GIL released;
-//  - the last core reference is dropped with the GIL released, because the
-//    core's destructor joins native threads that may be waiting for the GIL;
-//  - destroy completions run on the lifecycle thread and take the GIL once,
-//    never after the interpreter began finalizing.
+//  - every call that can wait runs with the GIL released (without_gil);
+//  - the last core reference is dropped with the GIL released: the core's
+//    destructor joins native threads, and none may ever wait for the GIL
+//    held by the thread that joins them (defence in depth: no native
+//    thread of the library takes the GIL at all);
+//  - the end of destroy reaches Python through a descriptor the loop
+//    watches (Communicator::destroyed_fd), never through a native thread
+//    calling into Python;
+//  - cores still alive when the interpreter has finalized are torn down by
+//    a Py_AtExit hook, so no native thread runs into process exit.
 #include <pybind11/stl.h>
 
 #include <algorithm>
@@ -95,26 +100,10 @@ core::InvokeResult invoke_core(Handle& self, const PyTarget& target, const py::b
 
 py::tuple address_tuple(const platform::Address& a) { return py::make_tuple(a.host, a.port); }
 
-core::Communicator::Completion completion_for(py::object callback) {
-  auto ref = std::make_shared<NativeRef>(std::move(callback));
-  return [ref] {
-    if (interpreter_finalizing()) return;  // ref leaks on purpose
-    native_thread_waiting_for_gil.store(true);
-    native_gil_acquisitions.fetch_add(1, std::memory_order_relaxed);
-    PyGILState_STATE state = PyGILState_Ensure();
-    native_thread_waiting_for_gil.store(false);
-    PyObject* result = PyObject_CallNoArgs(ref->get());
-    if (result == nullptr) {
-      // The callback reports its own errors; nothing may escape a native thread.
-      PyErr_Clear();
-    }
-    Py_XDECREF(result);
-    ref->reset();
-    PyGILState_Release(state);
-  };
-}
-
-void teardown_all() {
+// Hard-stops every core still registered and joins its threads. Touches no
+// Python, so it may run after finalization. Any thread but a native one of
+// a core; blocks for the joins.
+void teardown_registered() noexcept {
   std::vector<std::shared_ptr<Core>> live;
   {
     std::lock_guard lock(registry_mutex);
@@ -123,11 +112,19 @@ void teardown_all() {
     }
     registry.clear();
   }
-  py::gil_scoped_release release;
   for (auto& c : live) c->teardown();
-  // Dropped with the GIL released: one of these may be the last reference.
+  // One of these may be the last reference: the caller holds no GIL.
   live.clear();
 }
+
+// atexit (Python's): while the interpreter is whole.
+void teardown_all() { without_gil(teardown_registered); }
+
+// Py_AtExit: after finalization, for the cores created after the atexit
+// hook ran (from a later atexit handler, a finalizer, a daemon thread) and
+// never destroyed nor collected. Their threads never touch Python, so they
+// were harmless until now; they must not run into process exit.
+void teardown_at_exit() { teardown_registered(); }
 
 }  // namespace
 
@@ -139,11 +136,11 @@ Handle::Handle(PyInbox& inbox, const core::Options& options)
 Handle::~Handle() {
   auto last = std::move(core_);
   if (!last) return;
-  // While finalizing, atexit has already joined every native thread, and
-  // nothing can be waiting for the GIL.
+  // While finalizing, no native thread may take the GIL (the only function
+  // that lets one checks first), so the join cannot wait for us; keeping
+  // the GIL then spares daemon threads a last chance to run.
   if (release_gil_on_dealloc.load() && PyGILState_Check() && !interpreter_finalizing()) {
-    py::gil_scoped_release release;
-    last.reset();
+    without_gil([&] { last.reset(); });
   } else {
     last.reset();
   }
@@ -182,18 +179,16 @@ void bind_communicator(py::module_& m) {
            py::arg("read_timeout"), py::arg("loop_reads") = false)
       .def("create_adapter",
            [](Handle& self, const std::string& host, int port) {
-             core::AdapterAddress a;
-             {
-               py::gil_scoped_release release;  // name resolution may block
-               a = self.core().create_adapter(host, port);
-             }
+             // Name resolution may block.
+             auto a = without_gil([&] { return self.core().create_adapter(host, port); });
              return py::make_tuple(a.id, a.address.host, a.address.port);
            })
       // Both wait for a reactor thread to close listening sockets: without the GIL.
-      .def("deactivate_adapter", [](Handle& self, std::uint32_t id) { self.core().deactivate_adapter(id); },
-           py::call_guard<py::gil_scoped_release>())
-      .def("shutdown", [](Handle& self) { self.core().shutdown(); },
-           py::call_guard<py::gil_scoped_release>())
+      .def("deactivate_adapter",
+           [](Handle& self, std::uint32_t id) {
+             without_gil([&] { self.core().deactivate_adapter(id); });
+           })
+      .def("shutdown", [](Handle& self) { without_gil([&] { self.core().shutdown(); }); })
       .def("invoke",
            [](Handle& self, const PyTarget& target, const py::bytes& identity_facet,
               std::string_view operation, int mode, const py::object& context, const py::handle& params,
@@ -274,25 +269,33 @@ void bind_communicator(py::module_& m) {
              if (!addresses) return py::none();
              return py::make_tuple(address_tuple(addresses->first), address_tuple(addresses->second));
            })
+      // No completion: the loop learns of the end by watching destroyed_fd.
       .def("begin_destroy",
-           [](Handle& self, py::object on_done, bool wait_for_dispatches) {
-             return self.core().begin_destroy(completion_for(std::move(on_done)), wait_for_dispatches);
-           },
-           py::arg("on_done"), py::arg("wait_for_dispatches"))
-      .def("destroy_blocking",
            [](Handle& self, bool wait_for_dispatches) {
-             py::gil_scoped_release release;
-             self.core().begin_destroy(nullptr, wait_for_dispatches);
-             self.core().wait_destroyed();
+             return self.core().begin_destroy(nullptr, wait_for_dispatches);
            },
            py::arg("wait_for_dispatches"))
-      .def("teardown",
-           [](Handle& self) {
-             py::gil_scoped_release release;
-             self.core().teardown();
-           })
+      .def("destroy_blocking",
+           [](Handle& self, bool wait_for_dispatches) {
+             without_gil([&] {
+               self.core().begin_destroy(nullptr, wait_for_dispatches);
+               self.core().wait_destroyed();
+             });
+           },
+           py::arg("wait_for_dispatches"))
+      .def("teardown", [](Handle& self) { without_gil([&] { self.core().teardown(); }); })
       .def_property_readonly("destroying", [](Handle& self) { return self.core().destroying(); })
-      .def_property_readonly("destroyed", [](Handle& self) { return self.core().destroyed(); })
+      // Destroy has finished: every native thread is joined. The lifecycle
+      // thread is past its last step once the phase says so; it is joined
+      // here, without the GIL, if nobody has yet.
+      .def_property_readonly("destroyed",
+                             [](Handle& self) {
+                               if (!self.core().destroyed()) return false;
+                               without_gil([&] { self.core().wait_destroyed(); });
+                               return true;
+                             })
+      .def_property_readonly("destroyed_fd",
+                             [](Handle& self) { return self.core().destroyed_fd(); })
       .def("stats", [](Handle& self) {
         py::dict d;
         for (const auto& [name, value] : self.core().stats()) d[py::str(name)] = value;
@@ -302,6 +305,9 @@ void bind_communicator(py::module_& m) {
 
   m.def("teardown_all", &teardown_all,
         "Hard-stop every live communicator and join its threads (atexit).");
+  // Py_AtExit keeps at most 32 functions; without a slot, cores created
+  // after the atexit hook keep running into exit as they did before.
+  Py_AtExit(teardown_at_exit);
   m.def("encode_identity_facet",
         [](const std::string& name, const std::string& category, const std::string& facet) {
           auto b = protocol::encode_identity_facet({name, category}, facet);

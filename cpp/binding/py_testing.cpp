@@ -1,12 +1,15 @@
 // Test-only hooks (aiocomm._core._testing). They let the suite reproduce the
-// original deadlock on demand and prove its test would catch it.
+// original deadlock on demand and prove its test would catch it, and prove
+// that the count of native GIL takes is live.
 #include <chrono>
+#include <memory>
 #include <thread>
 
 #include <unistd.h>
 
 #include "binding/bindings.h"
 #include "binding/gil.h"
+#include "binding/handle.h"
 
 namespace aiocomm::binding {
 
@@ -36,6 +39,49 @@ void bind_testing(py::module_& m) {
         holder.attr("clear")();
       },
       py::arg("holder"), py::arg("timeout") = 10.0);
+  t.def(
+      "begin_destroy_taking_gil",
+      [](Handle& handle, py::object callback, bool wait_for_dispatches) {
+        // The shape the library had before its destroy completion became a
+        // descriptor: the lifecycle thread takes the GIL at the end of
+        // destroy to call back into Python. Kept for the seed-deadlock
+        // meta-test, which needs a native thread that waits for the GIL.
+        auto ref = std::make_shared<NativeRef>(std::move(callback));
+        auto done = [ref] {
+          take_gil_on_native_thread([&] {
+            PyObject* result = PyObject_CallNoArgs(ref->get());
+            if (result == nullptr) PyErr_Clear();  // nothing may escape a native thread
+            Py_XDECREF(result);
+            ref->reset();
+          });
+        };
+        return handle.core().begin_destroy(std::move(done), wait_for_dispatches);
+      },
+      py::arg("handle"), py::arg("callback"), py::arg("wait_for_dispatches") = false,
+      "Begins destroy with a completion that takes the GIL on the lifecycle thread and calls "
+      "`callback`. False when destroy had already completed.");
+  t.def(
+      "take_gil_on_native_thread",
+      [](py::object callback) {
+        // A native thread (std::thread, unknown to Python) takes the GIL
+        // through the library's one counted function and calls `callback`.
+        bool ran = false;
+        auto ref = std::make_shared<NativeRef>(std::move(callback));
+        without_gil([&] {
+          std::thread native([&] {
+            ran = take_gil_on_native_thread([&] {
+              PyObject* result = PyObject_CallNoArgs(ref->get());
+              if (result == nullptr) PyErr_Clear();
+              Py_XDECREF(result);
+            });
+          });
+          native.join();
+        });
+        return ran;
+      },
+      py::arg("callback"),
+      "Calls `callback` from a new native thread that takes the GIL the counted way; "
+      "False when the interpreter is finalizing (nothing ran).");
 }
 
 }  // namespace aiocomm::binding

@@ -520,6 +520,9 @@ void Communicator::run_destroy() {
     completions.swap(completions_);
     lifecycle_changed_.notify_all();
   }
+  // Level-triggered and never drained: every loop that ever watches it,
+  // now or later, sees it readable.
+  destroyed_signal_.notify();
   for (auto& done : completions) done();
 }
 

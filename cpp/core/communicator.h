@@ -29,6 +29,7 @@
 #include "core/outgoing.h"
 #include "core/reactor.h"
 #include "core/timer.h"
+#include "platform/wakeup.h"
 
 namespace aiocomm::core {
 
@@ -121,6 +122,13 @@ class Communicator final : public ConnectionHost {
   void teardown() noexcept;
   bool destroying() const noexcept { return phase_.load() != Phase::alive; }
   bool destroyed() const noexcept { return phase_.load() == Phase::destroyed; }
+  // A descriptor that becomes readable once destroy has completed (phase
+  // destroyed; completions may still be running) and then stays readable:
+  // it is never drained. An event loop watches it to learn of the end of
+  // destroy without any native thread touching the loop or Python. Any
+  // thread; non-blocking. Valid while this Communicator lives: a watcher
+  // that may outlive it watches a dup() of it.
+  int destroyed_fd() const noexcept { return destroyed_signal_.fd(); }
 
   std::vector<std::pair<std::string, std::uint64_t>> stats();
 
@@ -193,6 +201,7 @@ class Communicator final : public ConnectionHost {
   std::vector<Completion> completions_;
   std::thread lifecycle_thread_;
   std::mutex join_mutex_;  // serializes joining lifecycle_thread_
+  platform::Wakeup destroyed_signal_;  // see destroyed_fd(); notified once, by run_destroy
 
   // Declared last: destroyed first, after teardown() joined them.
   Timer timer_;

@@ -525,6 +525,45 @@ TEST(wait_destroyed_returns_after_completions_ran) {
   CHECK(finished.load());
 }
 
+namespace {
+bool readable(int fd, Ms timeout) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, static_cast<int>(timeout.count())) == 1 && (p.revents & POLLIN);
+}
+}  // namespace
+
+// The binding's loop learns that destroy has finished from destroyed_fd
+// alone: unreadable while a dispatch holds destroy up, readable once the
+// phase is `destroyed`, and readable for good (level-triggered, never
+// drained), also through a dup that outlives the communicator.
+TEST(destroyed_fd_becomes_readable_once_destroy_has_finished_and_stays_so) {
+  Node server, client;
+  auto adapter = server.comm->create_adapter("127.0.0.1", 0);
+  call(*client.comm, target_for(adapter.address.port));
+  auto req = server.loop.wait_request();
+  REQUIRE(req);
+  const int fd = server.comm->destroyed_fd();
+  CHECK(!readable(fd, 0ms));
+  CHECK(server.comm->begin_destroy(nullptr, true));
+  CHECK(!readable(fd, 200ms));  // the dispatch in flight holds destroy up
+  CHECK(!server.comm->destroyed());
+  server.comm->finish_dispatch(req->connection_id);
+  REQUIRE(readable(fd, long_wait));
+  CHECK(server.comm->destroyed());
+  CHECK(readable(fd, 0ms));
+  CHECK(readable(fd, 0ms));  // polling does not drain it
+  platform::UniqueFd copy(::dup(fd));
+  REQUIRE(copy.get() >= 0);
+  server.comm.reset();
+  CHECK(readable(copy.get(), 0ms));
+
+  // A hard teardown signals it too.
+  Node hard;
+  CHECK(!readable(hard.comm->destroyed_fd(), 0ms));
+  hard.comm->teardown();
+  CHECK(readable(hard.comm->destroyed_fd(), 0ms));
+}
+
 TEST(destroy_begun_from_4_threads_calls_each_completion_once) {
   for (int round = 0; round < 25; ++round) {
     std::atomic<int> calls[4] = {0, 0, 0, 0};
