@@ -4,7 +4,9 @@
 //  - the last core reference is dropped with the GIL released: the core's
 //    destructor joins native threads, and none may ever wait for the GIL
 //    held by the thread that joins them (defence in depth: no native
-//    thread of the library takes the GIL at all);
+//    thread of the library takes the GIL at all). On the main thread the
+//    dealloc does so itself; on any other, which may be a daemon thread
+//    that CPython ends mid-way at exit, the reaper's thread does (reaper.h);
 //  - the end of destroy reaches Python through a descriptor the loop
 //    watches (Communicator::destroyed_fd), never through a native thread
 //    calling into Python;
@@ -21,6 +23,7 @@
 #include "binding/bindings.h"
 #include "binding/gil.h"
 #include "binding/handle.h"
+#include "binding/reaper.h"
 #include "core/communicator.h"
 
 namespace aiocomm::binding {
@@ -124,7 +127,10 @@ void teardown_all() { without_gil(teardown_registered); }
 // hook ran (from a later atexit handler, a finalizer, a daemon thread) and
 // never destroyed nor collected. Their threads never touch Python, so they
 // were harmless until now; they must not run into process exit.
-void teardown_at_exit() { teardown_registered(); }
+void teardown_at_exit() {
+  Reaper::instance().stop_and_join();
+  teardown_registered();
+}
 
 }  // namespace
 
@@ -136,12 +142,20 @@ Handle::Handle(PyInbox& inbox, const core::Options& options)
 Handle::~Handle() {
   auto last = std::move(core_);
   if (!last) return;
-  // While finalizing, no native thread may take the GIL (the only function
-  // that lets one checks first), so the join cannot wait for us; keeping
-  // the GIL then spares daemon threads a last chance to run.
-  if (release_gil_on_dealloc.load() && PyGILState_Check() && !interpreter_finalizing()) {
+  if (!release_gil_on_dealloc.load()) {
+    last.reset();  // the original bug, seeded by the tests: the join waits here, GIL held
+    return;
+  }
+  if (PyThread_get_thread_ident() != main_thread_ident.load()) {
+    // Another thread may be a daemon thread, which CPython ends if it
+    // re-takes the GIL once finalization has begun: never here, in a
+    // noexcept frame (see reaper.h). The reaper joins instead.
+    Reaper::instance().adopt(std::move(last));
+  } else if (PyGILState_Check() && !interpreter_finalizing()) {
     without_gil([&] { last.reset(); });
   } else {
+    // Finalizing: no native thread may take the GIL any more (the only
+    // function that lets one checks first), so the join cannot wait for us.
     last.reset();
   }
 }
