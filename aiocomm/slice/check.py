@@ -72,12 +72,9 @@ def metadata_warnings(
     known = _KNOWN_GLOBAL if global_ else _KNOWN
     for d in directives:
         if d.startswith("format:") and not global_ and d not in _FORMATS:
-            raise SliceError(
-                f"unknown format metadata '{d}': expected format:sliced, format:compact "
-                "or format:default",
-                position,
-            )
-        if d not in known and not d.startswith(prefixes):
+            out.append(SliceWarning(f"ignoring metadata '{d}': the formats are format:sliced, "
+                                    "format:compact and format:default", position))  # fmt: skip
+        elif d not in known and not d.startswith(prefixes):
             out.append(SliceWarning(f"ignoring metadata '{d}': it means nothing to aiocomm",
                                     position))  # fmt: skip
     return out

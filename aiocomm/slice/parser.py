@@ -387,12 +387,12 @@ class _Parser:
                                      optional.position)  # fmt: skip
                 tag = self.tag(owner.scoped)
             if self.at("void"):
-                raise SliceError(f"{kind}s cannot have operations (define an interface)",
+                raise SliceError(f"a {kind} cannot have operations (define an interface)",
                                  self.peek().position)  # fmt: skip
             type_ = self.type(owner.scoped)
             name = self.new_name("a data member name")
             if self.at("("):
-                raise SliceError(f"{kind}s cannot have operations (define an interface)",
+                raise SliceError(f"a {kind} cannot have operations (define an interface)",
                                  name.position)  # fmt: skip
             previous = seen.get(name.text.lower())
             if previous is not None:
@@ -490,6 +490,10 @@ class _Parser:
         else:
             return_type = self.type_or_void(interface.scoped, allow_void=True)
         name = self.new_name("an operation name")
+        if name.text.lower() == interface.name.lower():
+            # A servant's method named as its class would read as a constructor.
+            raise SliceError(f"operation '{name.text}' cannot be named as its interface "
+                             f"'{interface.name}'", name.position)  # fmt: skip
         if not self.at("("):
             raise self.fail_here(
                 f"expected '(' after operation name '{name.text}' (interfaces have no data members)"
@@ -727,8 +731,10 @@ class _Parser:
 
 
 def _format(metadata: tuple[str, ...]) -> str | None:
+    # Unknown format:* values are ignored (with a warning, like Ice), so they
+    # do not override the interface's format.
     for d in metadata:
-        if d.startswith("format:"):
+        if d in ("format:sliced", "format:compact", "format:default"):
             return d.removeprefix("format:")
     return None
 
