@@ -481,9 +481,20 @@ BAD = [
         "local definitions are not supported", ice=False),
     Bad("class-operations", "module M { class C { «void f(); }; };",
         "a class cannot have operations", ice=False),
+    Bad("unknown-escape", 'module M { const string s = "a«\\q"; };',
+        "unknown escape sequence '\\q'", ice=False),
+    Bad("octal-with-nine", "module M { const int x = «09; };", "invalid octal literal '09'",
+        ice=False),
     Bad("forward-never-defined", "module M { interface «I; struct S { I* p; }; };",
         "interface 'I' is declared but never defined", ice=False),
 ]  # fmt: skip
+
+
+def test_forward_declaration_before_and_after_the_definition() -> None:
+    unit = parse("module M { interface I; interface I { I* f(); }; interface I; class C; };\n"
+                 "module M { class C { C next; }; };")  # fmt: skip
+    assert isinstance(unit.lookup("::M::I"), Interface)
+    assert isinstance(unit.lookup("::M::C"), Class)
 
 
 def test_error_samples_are_distinct() -> None:

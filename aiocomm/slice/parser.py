@@ -315,10 +315,12 @@ class _Parser:
     def d_class(self, container: str, metadata: tuple[str, ...], doc: str | None) -> Class | None:
         self.next()
         name = self.new_name("a class name")
-        symbol = self.declare(container, name, "class")
         if self.accept(";"):
+            # A forward declaration, allowed before or after the definition.
+            symbol = self.scopes.declare(container, name.text, "class", name.position)
             self.forward.setdefault(symbol.scoped, symbol)
             return None
+        symbol = self.declare(container, name, "class")
         compact_id = None
         if self.accept("("):
             compact_id = self.integer_value("compact id", 0, check.MAX_TAG, symbol.scoped)
@@ -441,10 +443,12 @@ class _Parser:
     ) -> Interface | None:
         self.next()
         name = self.new_name("an interface name")
-        symbol = self.declare(container, name, "interface")
         if self.accept(";"):
+            # A forward declaration, allowed before or after the definition.
+            symbol = self.scopes.declare(container, name.text, "interface", name.position)
             self.forward.setdefault(symbol.scoped, symbol)
             return None
+        symbol = self.declare(container, name, "interface")
         bases: list[str] = []
         if self.accept("extends"):
             while True:
