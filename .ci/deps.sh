@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what CI needs beyond the machine image (Debian 12, gcc, CMake,
 # Ninja, pyenv Pythons): the Ice 3.7 interop peer for the system
-# interpreter, and clang with its compiler-rt (libFuzzer) for .ci/fuzz.sh.
+# interpreter, Ice 3.7's slice2py (the Slice parser's oracle), and clang
+# with its compiler-rt (libFuzzer) for .ci/fuzz.sh.
 # apt-get by package name only; nothing is run when all is present.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -16,6 +17,9 @@ apt_install() {
 if ! /usr/bin/python3 -c "import Ice" >/dev/null 2>&1; then
   apt_install python3-zeroc-ice
 fi
+
+# Ice 3.7's Slice compiler: the Slice parser's tests check that it agrees.
+command -v slice2py >/dev/null || apt_install zeroc-ice-compilers
 
 # clang, then the compiler-rt of its own version (libFuzzer, ASan, UBSan).
 command -v clang++ >/dev/null || apt_install clang
@@ -32,4 +36,4 @@ done
 for tool in cmake ninja; do
   command -v $tool >/dev/null || { echo "deps: $tool is missing from the machine" >&2; exit 1; }
 done
-echo "deps: Ice peer $(/usr/bin/python3 -c 'import Ice; print(Ice.stringVersion())'), clang $llvm, $(cmake --version | head -n 1)"
+echo "deps: Ice peer $(/usr/bin/python3 -c 'import Ice; print(Ice.stringVersion())'), $(slice2py --version 2>&1 | sed 's/^/slice2py /'), clang $llvm, $(cmake --version | head -n 1)"
