@@ -550,7 +550,9 @@ async def test_slow_sender_closed_after_read_timeout(caplog: pytest.LogCaptureFi
                 data, closed_after = await asyncio.wait_for(closed, 6)
                 assert closed_after is not None, "a dribbling sender was never closed"
                 elapsed = loop.time() - start
-                assert elapsed < 2.0, f"closed only after {elapsed:.2f} s"
+                # About read_timeout (0.5 s); up to 0.71 s was seen on a loaded
+                # 2-core machine, so 2.0 s left under 3x. Still within the 5 s read.
+                assert elapsed < 4.0, f"closed only after {elapsed:.2f} s"
                 assert elapsed > 0.4
                 assert all(m[8] in (3, 4) for m in _split_messages(data))
                 await _wait_for_record(caplog, logging.WARNING)
