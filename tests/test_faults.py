@@ -514,7 +514,8 @@ async def test_connect_timeout_when_server_never_validates() -> None:
                 with pytest.raises(aiocomm.ConnectTimeoutError) as timed_out:
                     await asyncio.wait_for(call(), 5)
                 took = loop.time() - started
-                assert 0.25 <= took < 1.0, f"connect timeout after {took:.2f} s"
+                # Far from the 10 s default; 0.36 s was seen on a loaded 2-core machine.
+                assert 0.25 <= took < 2.0, f"connect timeout after {took:.2f} s"
                 assert isinstance(timed_out.value, TimeoutError)
                 assert isinstance(timed_out.value, aiocomm.InvocationTimeoutError)
             # The failure may reach the caller a moment before the registry forgets the
