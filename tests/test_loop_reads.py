@@ -66,7 +66,10 @@ async def test_replies_and_requests_are_read_by_the_loop_without_wakeups() -> No
         assert c["loop_read_calls"] >= CALLS * 0.9, (side, c)
         # ...so the native threads hardly ever wake the loop.
         assert c["inbox_wakeups"] <= CALLS * 0.1, (side, c)
-        assert c["read_handovers"] == 0, (side, c)
+        # A loop descheduled past the 20 ms grace is read for (a handover), as
+        # it should be: on a loaded 2-core machine under ASan, 1 of 200 was.
+        # A few are fine; one per call would mean the loop never reads.
+        assert c["read_handovers"] <= CALLS * 0.05, (side, c)
 
 
 async def test_loop_reads_off_leaves_reads_to_native_threads() -> None:
