@@ -424,7 +424,7 @@ class Runtime:
         coroutine = result if asyncio.iscoroutine(result) else _await(result)
         if _EAGER:
             task = asyncio.Task(self._run_async(handle, current, coroutine), loop=self.loop,
-                                eager_start=True)  # type: ignore[call-arg]
+                                eager_start=True)  # type: ignore[call-arg, unused-ignore]
         else:
             task = self.loop.create_task(self._run_async(handle, current, coroutine))
         if not task.done():
@@ -457,7 +457,7 @@ class Runtime:
             wrapper = self._run_async(handle, current, _resumed(coroutine, pending, _EAGER))
             if _EAGER:
                 task = asyncio.Task(wrapper, loop=self.loop, context=context,
-                                    eager_start=True)  # type: ignore[call-arg]
+                                    eager_start=True)  # type: ignore[call-arg, unused-ignore]
             else:
                 task = self.loop.create_task(wrapper, context=context)
         except BaseException as exc:

@@ -320,20 +320,26 @@ def test_daemon_thread_with_a_loop_and_calls_in_flight_at_exit(run_script: Run, 
 # CPython 3.11-3.13 end it with pthread_exit.
 DAEMON_BLOCKED_IN_DESTROY = PRELUDE + """
 CLOSE_TIMEOUT = {"at exit": 60.0, "during finalization": 1.0}[sys.argv[2]]
+go = threading.Event()
 blocking = threading.Event()
+# Threads start now: CPython 3.12+ refuses to start one at shutdown.
+PEER = silent_peer()
 
 def daemon():
+    assert go.wait(60)
     async def make():
         comm = aiocomm.Communicator(close_timeout=CLOSE_TIMEOUT)
-        call = await connect_to(comm, silent_peer())
+        call = await connect_to(comm, PEER)
         return comm, call
     comm, call = run(make)
     blocking.set()
     comm.destroy()  # no running loop: blocks without the GIL
     say("daemon: destroy returned")
 
+threading.Thread(target=daemon, daemon=True).start()
+
 def late():
-    threading.Thread(target=daemon, daemon=True).start()
+    go.set()  # the daemon makes its communicator after aiocomm's hook ran
     assert blocking.wait(30)
     time.sleep(0.1)
     say("daemon blocked in destroy")

@@ -3,8 +3,8 @@
 (a) an aiocomm client calls ``ice38_peer_server.py`` (a real Ice 3.8 server);
 (b) ``ice38_peer_client.py`` (a real Ice 3.8 client) calls an aiocomm server;
 (c) idle check and heartbeats, Ice 3.8's replacement for ACM, both ways: with
-    ``Ice.Connection.*.IdleTimeout=2`` on the Ice side and
-    ``Communicator(idle_timeout=2.0)`` on ours, a connection left idle for 6 s
+    ``Ice.Connection.*.IdleTimeout=4`` on the Ice side and
+    ``Communicator(idle_timeout=4.0)`` on ours, a connection left idle for 12 s
     must stay up. Ice aborts a connection on which it has read nothing for its
     idle timeout, so aiocomm must heartbeat; aiocomm closes a connection on
     which it has read nothing for its idle timeout, so it must accept Ice's
@@ -76,8 +76,12 @@ MIB = 1 << 20
 NEAR_MAX = MIB - 1024  # just under Ice's default Ice.MessageSizeMax, headers included
 ECHO_SIZES = [0, 1, 16, 255, 256, 4096, 65536, 512 * 1024, NEAR_MAX]
 
-IDLE_TIMEOUT = 2  # seconds, on both sides
-IDLE_SECONDS = 6.0  # how long the connection is left idle: three idle timeouts
+# Each side heartbeats after half of it without writing, and drops the
+# connection after all of it without reading: a 2x margin that timer
+# granularity and a loaded 2-core machine eat into (2 s once lost a
+# connection in CI), so the idle timeout is 4 s.
+IDLE_TIMEOUT = 4  # seconds, on both sides
+IDLE_SECONDS = 3.0 * IDLE_TIMEOUT  # how long the connection is left idle: three idle timeouts
 
 
 # ---------------------------------------------------------------------------
@@ -687,9 +691,10 @@ async def test_ice38_client_default_servant(comm: aiocomm.Communicator) -> None:
 
 
 async def test_idle_aiocomm_client_to_ice38_server(ice38_server_factory: Any) -> None:
-    # Both sides: idle timeout 2 s, heartbeat after 1 s without writing, and
-    # the connection is dropped after 2 s without reading. Left idle for 6 s,
-    # it must stay up: Ice reads aiocomm's heartbeats, aiocomm reads Ice's.
+    # Both sides: idle timeout IDLE_TIMEOUT, a heartbeat after half of it
+    # without writing, and the connection dropped after all of it without
+    # reading. Left idle for three idle timeouts, it must stay up: Ice reads
+    # aiocomm's heartbeats, aiocomm reads Ice's.
     server: Ice38PeerServer = ice38_server_factory("--idle-timeout", str(IDLE_TIMEOUT))
     async with aiocomm.Communicator(
         idle_timeout=float(IDLE_TIMEOUT), invocation_timeout=30.0
@@ -708,8 +713,9 @@ async def test_idle_aiocomm_client_to_ice38_server(ice38_server_factory: Any) ->
         # aiocomm heartbeated (~every 1 s) and read Ice's heartbeats (~every 1 s).
         sent = after["heartbeats_sent"] - before["heartbeats_sent"]
         received = after["messages_in"] - before["messages_in"]
-        assert sent >= IDLE_SECONDS / IDLE_TIMEOUT, f"aiocomm sent {sent} heartbeats in 6 s"
-        assert received >= IDLE_SECONDS / IDLE_TIMEOUT, f"aiocomm read {received} messages in 6 s"
+        idle = f"{IDLE_SECONDS:g} s"
+        assert sent >= IDLE_SECONDS / IDLE_TIMEOUT, f"aiocomm sent {sent} heartbeats in {idle}"
+        assert received >= IDLE_SECONDS / IDLE_TIMEOUT, f"read {received} messages in {idle}"
         assert after["protocol_errors"] == before["protocol_errors"]
 
 
@@ -745,7 +751,7 @@ async def test_idle_ice38_client_to_aiocomm_server() -> None:
     # ...and aiocomm never had a second one (0 before Ice connects / after it leaves).
     assert max(samples) == 1 and samples.count(1) >= IDLE_SECONDS / 0.1 * 0.8, samples
     sent = after["heartbeats_sent"] - before["heartbeats_sent"]
-    assert sent >= IDLE_SECONDS / IDLE_TIMEOUT, f"aiocomm sent {sent} heartbeats in 6 s"
+    assert sent >= IDLE_SECONDS / IDLE_TIMEOUT, f"aiocomm sent {sent} heartbeats in {IDLE_SECONDS}s"
     assert after["protocol_errors"] == before["protocol_errors"]
 
 
