@@ -361,10 +361,7 @@ class Runtime:
 
     def _refuse(self, handle: _core.Communicator, event: tuple[Any, ...]) -> None:
         """Answers a request that no live adapter will dispatch."""
-        current = _current_of(handle, None, event)
-        self._answer(handle, current, error=ObjectNotExistError(
-            f"object '{current.identity}' does not exist", identity=current.identity,
-            facet=current.facet, operation=current.operation))
+        self.dispatch(handle, None, event)  # refused there, as for any inactive adapter
 
     def dispatch_held(self, handle: _core.Communicator, adapter: ObjectAdapter,
                       events: list[tuple[Any, ...]]) -> None:
