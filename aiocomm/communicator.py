@@ -166,8 +166,9 @@ class Communicator:
             (lower latency, more calls per second), in exchange for the
             read system calls and parsing on the loop. The I/O threads read
             whenever the loop is blocked for more than about 20 ms. None
-            (the default) means off, unless the environment variable
-            ``AIOCOMM_LOOP_READS`` is ``1``: the I/O threads read everything.
+            (the default) means on, unless the environment variable
+            ``AIOCOMM_LOOP_READS`` is ``0``. False: the I/O threads read
+            everything (the loop does no socket reads at all).
     """
 
     def __init__(self, *, io_threads: int = 1, idle_timeout: float = 60.0,
@@ -182,7 +183,7 @@ class Communicator:
         if invocation_timeout is not None:
             _check_seconds("invocation_timeout", invocation_timeout)
         if loop_reads is None:
-            loop_reads = os.environ.get("AIOCOMM_LOOP_READS") == "1"
+            loop_reads = os.environ.get("AIOCOMM_LOOP_READS", "1") != "0"
         if not isinstance(loop_reads, bool):
             raise TypeError(f"loop_reads must be a bool, not {type(loop_reads).__name__}")
         self._invocation_timeout = invocation_timeout

@@ -115,5 +115,16 @@ async def test_loop_reads_must_be_a_bool() -> None:
     async with aiocomm.Communicator(loop_reads=False) as comm:
         assert comm.options["loop_reads"] is False
     async with aiocomm.Communicator() as comm:
-        # By default the I/O threads read (issue 3), unless the environment asks.
-        assert comm.options["loop_reads"] is (os.environ.get("AIOCOMM_LOOP_READS") == "1")
+        # By default the loop reads (issue 13), unless the environment says 0.
+        assert comm.options["loop_reads"] is (os.environ.get("AIOCOMM_LOOP_READS") != "0")
+
+
+async def test_the_environment_switches_the_default_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIOCOMM_LOOP_READS", "0")
+    async with aiocomm.Communicator() as comm:
+        assert comm.options["loop_reads"] is False
+    monkeypatch.setenv("AIOCOMM_LOOP_READS", "1")
+    async with aiocomm.Communicator() as comm:
+        assert comm.options["loop_reads"] is True
+    async with aiocomm.Communicator(loop_reads=False) as comm:
+        assert comm.options["loop_reads"] is False  # an explicit choice wins

@@ -19,18 +19,23 @@ class PeerSpec:
 
 
 PEERS: tuple[PeerSpec, ...] = (
-    PeerSpec("aiocomm", "aiocomm", "aiocomm", "this project: proxy.invoke / adapter.add"),
     PeerSpec(
-        "aiocomm_async",
         "aiocomm",
         "aiocomm",
-        "this project with an `async def echo` servant (the form asyncio users write)",
+        "aiocomm",
+        "this project as users write it: an `async def echo` servant, default options",
     ),
     PeerSpec(
-        "aiocomm_loop_reads",
+        "aiocomm_plain",
         "aiocomm",
         "aiocomm",
-        "this project with Communicator(loop_reads=True): the loop reads its own sockets",
+        "this project with a plain `def echo` servant",
+    ),
+    PeerSpec(
+        "aiocomm_io_reads",
+        "aiocomm",
+        "aiocomm",
+        "this project with Communicator(loop_reads=False): the I/O threads read every socket",
     ),
     PeerSpec(
         "raw_streams",

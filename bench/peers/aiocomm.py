@@ -1,6 +1,9 @@
-"""aiocomm: ``adapter.add(servant, "echo")`` on the server, ``proxy.invoke("echo", payload)``.
+"""aiocomm as its users write it: an ``async def echo`` servant on the server,
+``proxy.invoke("echo", payload)`` on the client, every option at its default
+(so the loop reads its own sockets).
 
-Its defaults: the I/O threads read every socket (``loop_reads=False``).
+The drain runs the coroutine's first step itself; an echo never suspends, so
+it is answered there, with no task (see cpp/binding/native_dispatch.cpp).
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ import aiocomm
 from bench.peers.common import Call, main
 
 
-class EchoServant:
-    def echo(self, payload: bytes, current: Any) -> bytes:
+class AsyncEchoServant:
+    async def echo(self, payload: bytes, current: Any) -> bytes:
         return payload
 
 
@@ -27,16 +30,17 @@ def port_of(endpoint: str) -> int:
 
 
 @contextlib.asynccontextmanager
-async def serve(host: str, loop_reads: bool = False) -> AsyncIterator[int]:
+async def serve(host: str, servant: object | None = None,
+                loop_reads: bool | None = None) -> AsyncIterator[int]:
     async with aiocomm.Communicator(loop_reads=loop_reads) as communicator:
         adapter = communicator.create_object_adapter(f"tcp -h {host} -p 0")
-        adapter.add(EchoServant(), "echo")
+        adapter.add(servant if servant is not None else AsyncEchoServant(), "echo")
         adapter.activate()
         yield port_of(adapter.endpoints[0])
 
 
 @contextlib.asynccontextmanager
-async def connect(host: str, port: int, loop_reads: bool = False) -> AsyncIterator[Call]:
+async def connect(host: str, port: int, loop_reads: bool | None = None) -> AsyncIterator[Call]:
     async with aiocomm.Communicator(loop_reads=loop_reads) as communicator:
         proxy = communicator.proxy(f"echo:tcp -h {host} -p {port}")
         await proxy.ping()  # connect outside the measurement
