@@ -72,8 +72,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--payloads",
         type=_positive_ints,
-        default=[16, 4096],
-        help="payload sizes in bytes (default 16,4096)",
+        default=None,
+        help="payload sizes in bytes (default 16,4096,65536,1048576; smoke: 16,65536)",
     )
     parser.add_argument(
         "--inflight",
@@ -118,6 +118,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="fail (exit 1) when aiocomm is missing or crashes",
     )
     args = parser.parse_args(argv)
+    if args.payloads is None:
+        # A smoke window is too short for 64 MiB in flight; 64 KiB still
+        # takes every peer through its large-message path.
+        args.payloads = [16, 65536] if args.smoke else [16, 4096, 65536, 1 << 20]
     if args.smoke:
         args.seconds = SMOKE_SECONDS
     if args.warmup is None:

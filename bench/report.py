@@ -33,6 +33,11 @@ def _number(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def _megabytes(cell: Cell) -> str:
+    """Payload bytes echoed per second (one way), in MB (10^6 bytes)."""
+    return "-" if cell.rps is None else f"{cell.rps * cell.payload / 1e6:,.1f}"
+
+
 def format_table(results: Results) -> str:
     subject = {_key(c): c.rps for c in results.cells if c.peer == SUBJECT and c.status == "ok"}
     header = [
@@ -41,6 +46,7 @@ def format_table(results: Results) -> str:
         "payload",
         "in-flight",
         "req/s",
+        "MB/s",
         "p50 µs",
         "p99 µs",
         RATIO_LABEL,
@@ -66,6 +72,7 @@ def format_table(results: Results) -> str:
                 _size(cell.payload),
                 str(cell.inflight),
                 _number(cell.rps),
+                _megabytes(cell),
                 _number(cell.p50_us, 1),
                 _number(cell.p99_us, 1),
                 ratio,
@@ -73,7 +80,7 @@ def format_table(results: Results) -> str:
             ]
         )
     widths = [max([len(header[i])] + [len(r[i]) for r in rows if r]) for i in range(len(header))]
-    right = {3, 4, 5, 6, 7}
+    right = {3, 4, 5, 6, 7, 8}
 
     def line(values: list[str]) -> str:
         cells = [

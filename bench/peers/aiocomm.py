@@ -17,6 +17,10 @@ import aiocomm
 from bench.peers.common import Call, main
 
 
+# Room for the 1 MiB cells: a message is the payload plus its headers.
+MESSAGE_SIZE_MAX = 4 << 20
+
+
 class AsyncEchoServant:
     async def echo(self, payload: bytes, current: Any) -> bytes:
         return payload
@@ -32,7 +36,8 @@ def port_of(endpoint: str) -> int:
 @contextlib.asynccontextmanager
 async def serve(host: str, servant: object | None = None,
                 loop_reads: bool | None = None) -> AsyncIterator[int]:
-    async with aiocomm.Communicator(loop_reads=loop_reads) as communicator:
+    async with aiocomm.Communicator(loop_reads=loop_reads,
+                                    message_size_max=MESSAGE_SIZE_MAX) as communicator:
         adapter = communicator.create_object_adapter(f"tcp -h {host} -p 0")
         adapter.add(servant if servant is not None else AsyncEchoServant(), "echo")
         adapter.activate()
@@ -41,7 +46,8 @@ async def serve(host: str, servant: object | None = None,
 
 @contextlib.asynccontextmanager
 async def connect(host: str, port: int, loop_reads: bool | None = None) -> AsyncIterator[Call]:
-    async with aiocomm.Communicator(loop_reads=loop_reads) as communicator:
+    async with aiocomm.Communicator(loop_reads=loop_reads,
+                                    message_size_max=MESSAGE_SIZE_MAX) as communicator:
         proxy = communicator.proxy(f"echo:tcp -h {host} -p {port}")
         await proxy.ping()  # connect outside the measurement
 
