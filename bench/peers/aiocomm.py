@@ -16,7 +16,6 @@ from typing import Any
 import aiocomm
 from bench.peers.common import Call, main
 
-
 # Room for the 1 MiB cells: a message is the payload plus its headers.
 MESSAGE_SIZE_MAX = 4 << 20
 
