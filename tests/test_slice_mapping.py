@@ -80,6 +80,20 @@ def test_interface_classes() -> None:
     assert {"ping", "count", "sayHello", "dive"} <= set(E.Nested.Deep._ice_operations)
 
 
+def test_python_keywords_and_foreign_metadata(tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    source = tmp_path / "kw.ice"
+    source.write_text('module K { ["cpp:type:wstring"] struct S { int from; string pass = "p"; };'
+                      " };\n")
+    with caplog.at_level("WARNING", logger="aiocomm.slice"):
+        loaded: Any = load(source)
+    assert any("cpp:type:wstring" in r.getMessage() and "kw.ice:1" in r.getMessage()
+               for r in caplog.records)
+    s = loaded.K.S(_from=3)
+    assert (s._from, s._pass) == (3, "p")
+    assert loaded.K._t_S.decode(loaded.K._t_S.encode(s)) == s
+
+
 def test_shipped_ice_module_is_what_the_generator_writes() -> None:
     unit = parse("#include <Ice/Identity.ice>\n#include <Ice/BuiltinSequences.ice>\n"
                  "#include <Ice/Context.ice>\n")
@@ -380,7 +394,7 @@ async def test_unimplemented_operation_does_not_exist(peer: Peer) -> None:
 async def test_malformed_params_fail_that_call_only(greeter: tuple[Greeter, Any],
                                                     peer: Peer) -> None:
     _, prx = greeter
-    with pytest.raises(aiocomm.UnknownError):
+    with pytest.raises(aiocomm.UnknownLocalError):
         await peer.proxy("greeter").invoke("sayHello", b"\xff\x00")  # a truncated string
     assert await prx.sayHello("ok") == "Hello, ok!"
 

@@ -356,7 +356,7 @@ class _ModuleWriter:
         self.emit(f"class {name}({parent}):")
         self.doc(c.doc)
         self.emit(f'    _ice_id = "{c.scoped}"')
-        fields = "".join(f'"{m.name}", ' for m in members)
+        fields = "".join(f'"{_pyname(m.name)}", ' for m in members)
         self.emit(f"    _ice_fields: ClassVar[builtins.tuple[builtins.str, ...]] = ({fields})")
         for m in c.members:
             self.emit(f"    {_pyname(m.name)}: {self.py_type(m.type, optional=m.optional)}")
@@ -491,10 +491,11 @@ class _ModuleWriter:
         for d in self.defs:
             name = self.flat(d.scoped)
             if isinstance(d, ast.Struct):
-                members = "".join(f'("{m.name}", {self.desc(m.type)}), ' for m in d.members)
+                members = "".join(f'("{_pyname(m.name)}", {self.desc(m.type)}), '
+                                  for m in d.members)
                 self.emit(f"_t_{name}.define({name}, [{members}])")
             elif isinstance(d, ast.Class | ast.Exception):
-                members = "".join(f'("{m.name}", {self.desc(m.type)}, '
+                members = "".join(f'("{_pyname(m.name)}", {self.desc(m.type)}, '
                                   f'{-1 if m.tag is None else m.tag}), ' for m in d.members)
                 base = self.ref(d.base, "_t_") if d.base is not None else "None"
                 self.emit(f"_t_{name}.define({name}, {base}, [{members}])")
