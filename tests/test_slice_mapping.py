@@ -382,6 +382,29 @@ async def test_derived_interface_and_nested_module(peer: Peer) -> None:
                                               "::Everything::Greeter"}
 
 
+class Graphs(E.Graphs):  # type: ignore[misc]
+    def graph(self, root: Any, current: aiocomm.Current) -> Any:
+        return root
+
+    async def slicedGraph(self, root: Any, current: aiocomm.Current) -> Any:
+        return root
+
+
+@pytest.mark.parametrize("operation", ["graph", "slicedGraph"])
+async def test_class_graph_with_cycle_and_shared_instance(peer: Peer, operation: str) -> None:
+    peer.adapter.add(Graphs(), "graphs")
+    prx = E.GraphsPrx(peer.proxy("graphs"))
+    shared = E.Base(name="shared")
+    first = E.Node(name="first", other=shared, any=shared)
+    second = E.Node(name="second", next=first, other=shared, where=E.Point(1, 2))
+    first.next = second  # a cycle
+    root = await getattr(prx, operation)(first)
+    assert root is not first and root.name == "first"
+    assert root.next.name == "second" and root.next.next is root
+    assert root.other is root.any is root.next.other  # one shared instance
+    assert type(root.other) is E.Base and root.next.where == E.Point(1, 2)
+
+
 async def test_unimplemented_operation_does_not_exist(peer: Peer) -> None:
     class Bare(E.Counter):  # type: ignore[misc]
         pass
