@@ -368,6 +368,9 @@ async def test_proxy_param_is_invoked_by_the_receiver(peer: Peer) -> None:
     back = await prx.any(target)
     assert servant.proxy_results == ["Hello, callee!"]
     assert isinstance(back, aiocomm.Proxy) and back.identity == target.identity
+    assert back.communicator is peer.client  # bound to the receiver of the reply
+    assert (await prx.any(E.GreeterPrx(target))) == target  # a typed proxy as Object*
+    assert servant.proxy_results == ["Hello, callee!"] * 2
     assert await prx.any(None) is None
 
 
@@ -513,7 +516,7 @@ def test_typed_client_is_mypy_strict_clean_and_reveals_types(tmp_path: Path) -> 
             reveal_type(await prx.ping())
             reveal_type(await prx.opt(None, "b"))
             reveal_type(await prx.self())
-            reveal_type(await prx.any(None))
+            reveal_type(await prx.any(prx))
             reveal_type(await prx.seqs(b"", [1], []))
             reveal_type(await Everything.GreeterPrx.checked_cast(proxy))
             reveal_type(prx.oneway())

@@ -134,7 +134,7 @@ class _ModuleWriter:
             return _PY_BUILTIN[t.name]
         if isinstance(t, ast.ProxyType):
             if t.scoped == ast.OBJECT_PROXY:
-                return "aiocomm.Proxy | None"
+                return "aiocomm.Proxy | _rt.ObjectPrx | None" if accept else "aiocomm.Proxy | None"
             return self.ref(t.scoped) + "Prx | None"
         node = self.unit.lookup(t.scoped)
         if isinstance(node, ast.Sequence):
