@@ -408,6 +408,22 @@ async def test_class_graph_with_cycle_and_shared_instance(peer: Peer, operation:
     assert type(root.other) is E.Base and root.next.where == E.Point(1, 2)
 
 
+async def test_servant_of_two_unrelated_interfaces(peer: Peer) -> None:
+    class Both(E.Pinger, E.Counter):  # type: ignore[misc]
+        def ping(self, current: aiocomm.Current) -> None:
+            pass
+
+        def count(self, current: aiocomm.Current) -> int:
+            return 2
+
+    assert Both.type_ids[0] == "::Everything::Pinger" and Both.type_ids[-1] == "::Ice::Object"
+    peer.adapter.add(Both(), "both")
+    assert await E.CounterPrx(peer.proxy("both")).count() == 2
+    assert await E.PingerPrx.checked_cast(peer.proxy("both")) is not None
+    assert await E.CounterPrx.checked_cast(peer.proxy("both")) is not None
+    await E.PingerPrx(peer.proxy("both")).ping()
+
+
 async def test_unimplemented_operation_does_not_exist(peer: Peer) -> None:
     class Bare(E.Counter):  # type: ignore[misc]
         pass
