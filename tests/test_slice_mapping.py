@@ -69,6 +69,7 @@ def test_class_and_exception_keyword_construction() -> None:
     assert isinstance(problem, aiocomm.UserError) and isinstance(problem, E.Problem)
     assert (problem.reason, problem.code, problem.detail) == ("why", 3, None)
     assert E.DetailedProblem().code == 1
+    assert vars(E.DetailedProblem("r", 2)) == vars(E.DetailedProblem(reason="r", code=2))
     assert "why" in str(problem)
 
 

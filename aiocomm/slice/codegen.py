@@ -368,7 +368,9 @@ class _ModuleWriter:
                 annotation = f"{annotation} | None"
                 value = "None"
             params.append(f"{_pyname(m.name)}: {annotation} = {value}")
-        signature = ", ".join(["self", *(["*"] if params else []), *params])
+        # Keyword construction, and positional too (base fields first), as Ice's
+        # own Python mapping allows.
+        signature = ", ".join(["self", *params])
         self.emit("", f"    def __init__({signature}) -> None:")
         inherited = members[: len(members) - len(c.members)]
         if base is not None:
