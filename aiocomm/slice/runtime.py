@@ -18,9 +18,10 @@ from ..proxy import Proxy
 
 __all__ = ["ObjectPrx", "Op", "Servant", "UserException", "Value", "codec", "unimplemented"]
 
-# The native codec (C++ over type descriptors). Typed as Any: its descriptors
-# are opaque, and only generated code and this module talk to it.
-codec: Any = getattr(_core, "codec")  # noqa: B009
+# The native codec (C++ over type descriptors). Typed as Any here: generated
+# code builds its descriptors through this name, and the annotations users
+# read are the generated ones, not the codec's.
+codec: Any = _core.codec
 codec.configure(marshal_error=MarshalError, proxy_encode=_proxy_wire.encode,
                 proxy_decode=_proxy_wire.decode)
 
