@@ -461,6 +461,67 @@ async def test_malformed_params_fail_that_call_only(greeter: tuple[Greeter, Any]
     assert await prx.sayHello("ok") == "Hello, ok!"
 
 
+_EXTRA_SERVER = """\
+import asyncio, sys
+import aiocomm
+from aiocomm.slice import load
+
+X = load(sys.argv[1], include_dirs=[sys.argv[2]])
+E, Extra = X.Everything, X.Extra
+
+
+class Greeter(E.Greeter):
+    def echoClass(self, b, current):
+        if b is not None and b.name == "mystery":
+            raise Extra.Mystery(reason="sliced", n=5)
+        return Extra.Secret(name="secret", count=2, hidden="h", other=b)
+
+
+async def main():
+    async with aiocomm.Communicator() as server:
+        adapter = server.create_object_adapter()
+        adapter.activate()
+        adapter.add(Greeter(), "greeter")
+        print(adapter.create_proxy("greeter"), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+asyncio.run(main())
+"""
+
+
+async def test_unknown_derived_class_and_exception_are_sliced(
+        comm: aiocomm.Communicator, tmp_path: Path) -> None:
+    # The server knows Extra (derived from what the client knows); registries
+    # are per process, so it runs in its own.
+    extra = tmp_path / "extra.ice"
+    extra.write_text(textwrap.dedent("""\
+        #include <everything.ice>
+        module Extra {
+            class Secret extends Everything::Base { string hidden; Everything::Base other; };
+            exception Mystery extends Everything::Problem { int n; };
+        };
+    """))
+    script = tmp_path / "server.py"
+    script.write_text(_EXTRA_SERVER)
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), str(extra), str(EVERYTHING.parent),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    try:
+        assert server.stdout is not None
+        line = await asyncio.wait_for(server.stdout.readline(), 30)
+        prx = E.GreeterPrx(comm.proxy(line.decode().strip()))
+        mine = E.Base(name="mine")
+        got = await prx.echoClass(mine)  # a sliced-format operation
+        assert type(got) is E.Base and (got.name, got.count) == ("secret", 2)
+        with pytest.raises(E.Problem) as caught:
+            await prx.echoClass(E.Base(name="mystery"))
+        assert type(caught.value) is E.Problem and caught.value.reason == "sliced"
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()
+        await asyncio.wait_for(server.wait(), 30)
+
+
 # ------------------------------------------------------------ command line
 
 
