@@ -1,8 +1,9 @@
 """Dispatch to typed servants: classes generated from Slice (``aiocomm.slice``).
 
 A typed servant's class carries ``_ice_operations`` (operation name -> the
-codec's ``Operation``) and ``_ice_throws`` (operation name -> the exception
-classes it declares). Here the request's parameters are decoded, the method
+codec's ``Operation``), ``_ice_throws`` (operation name -> the exception
+classes it declares) and ``_ice_methods`` (operation name -> method name,
+where a Python keyword made them differ). Here the request's parameters are decoded, the method
 is called with them and ``current``, and its result (awaited when it is a
 coroutine) is encoded; the runtime's exactly-once answer path then replies
 with bytes, as for any servant. A typed user exception leaves as a plain
@@ -36,7 +37,8 @@ def call_typed(servant: object, operations: Mapping[str, Any], current: Any, par
     (typed user exceptions already encoded)."""
     name = current.operation
     operation = operations.get(name)
-    method = getattr(servant, name, None) if operation is not None else None
+    methods: Mapping[str, str] = getattr(type(servant), "_ice_methods", {})
+    method = getattr(servant, methods.get(name, name), None) if operation is not None else None
     if operation is None or method is None:
         raise OperationNotExistError("", identity=current.identity, facet=current.facet,
                                      operation=name)

@@ -111,6 +111,19 @@ def test_python_keywords_and_foreign_metadata(tmp_path: Path,
     assert loaded.K._t_S.decode(loaded.K._t_S.encode(s)) == s
 
 
+async def test_operation_named_like_a_python_keyword(peer: Peer, tmp_path: Path) -> None:
+    source = tmp_path / "kwop.ice"
+    source.write_text("module KwOp { interface Kw { int from(int lambda); }; };\n")
+    kw: Any = load(source)
+
+    class Kw(kw.KwOp.Kw):  # type: ignore[misc]
+        def _from(self, _lambda: int, current: aiocomm.Current) -> int:
+            return _lambda + 1
+
+    peer.adapter.add(Kw(), "kw")
+    assert await kw.KwOp.KwPrx(peer.proxy("kw"))._from(1) == 2
+
+
 def test_shipped_ice_module_is_what_the_generator_writes() -> None:
     unit = parse("#include <Ice/Identity.ice>\n#include <Ice/BuiltinSequences.ice>\n"
                  "#include <Ice/Context.ice>\n")

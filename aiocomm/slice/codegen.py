@@ -539,7 +539,8 @@ class _ModuleWriter:
                     f'    "{op.name}",',
                     f'    _codec.operation("{op.name}", [{ins}], [{outs}], {ret}, '
                     f"[{throws}], {fmt}),",
-                    f"    idempotent={op.idempotent}, throws=({classes}),",
+                    f"    idempotent={op.idempotent}, throws=({classes}),"
+                    + ("" if _pyname(op.name) == op.name else f' method="{_pyname(op.name)}",'),
                     ")",
                 )
             ops = "".join(f"_o_{name}__{op.name}, " for op in i.operations)

@@ -83,11 +83,12 @@ class Op:
     """One operation as a typed proxy sends it: the codec's ``Operation`` and
     what the codec leaves to the mapping (mode, declared exceptions)."""
 
-    __slots__ = ("codec", "idempotent", "name", "throws")
+    __slots__ = ("codec", "idempotent", "method", "name", "throws")
 
-    def __init__(self, name: str, operation: Any, *, idempotent: bool = False,
-                 throws: tuple[type[UserException], ...] = ()) -> None:
+    def __init__(self, name: str, operation: Any, *, method: str | None = None,
+                 idempotent: bool = False, throws: tuple[type[UserException], ...] = ()) -> None:
         self.name = name
+        self.method = method or name  # a Python keyword is escaped: `from` is `_from`
         self.codec = operation
         self.idempotent = idempotent
         self.throws = throws
@@ -195,6 +196,7 @@ class Servant:
     type_ids: ClassVar[tuple[str, ...]] = (OBJECT_ID,)
     _ice_operations: ClassVar[dict[str, Any]] = {}
     _ice_throws: ClassVar[dict[str, tuple[type[UserException], ...]]] = {}
+    _ice_methods: ClassVar[dict[str, str]] = {}  # operation -> method, where they differ
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # A user's servant may implement several generated interfaces at once
@@ -214,14 +216,19 @@ def bind_operations(cls: type[Servant], operations: Iterable[Op]) -> None:
     """Gives a generated servant class its operations, and those of its bases."""
     merged: dict[str, Any] = {}
     throws: dict[str, tuple[type[UserException], ...]] = {}
+    methods: dict[str, str] = {}
     for base in reversed(cls.__mro__[1:]):
         merged.update(getattr(base, "_ice_operations", {}))
         throws.update(getattr(base, "_ice_throws", {}))
+        methods.update(getattr(base, "_ice_methods", {}))
     for op in operations:
         merged[op.name] = op.codec
         throws[op.name] = op.throws
+        if op.method != op.name:
+            methods[op.name] = op.method
     cls._ice_operations = merged
     cls._ice_throws = throws
+    cls._ice_methods = methods
 
 
 def unimplemented(current: Current) -> OperationNotExistError:
