@@ -113,15 +113,20 @@ def test_python_keywords_and_foreign_metadata(tmp_path: Path,
 
 async def test_operation_named_like_a_python_keyword(peer: Peer, tmp_path: Path) -> None:
     source = tmp_path / "kwop.ice"
-    source.write_text("module KwOp { interface Kw { int from(int lambda); }; };\n")
+    source.write_text("module KwOp { interface Kw { int from(int lambda); void oneway(); }; };\n")
     kw: Any = load(source)
 
     class Kw(kw.KwOp.Kw):  # type: ignore[misc]
         def _from(self, _lambda: int, current: aiocomm.Current) -> int:
             return _lambda + 1
 
+        def _oneway(self, current: aiocomm.Current) -> None:
+            pass
+
     peer.adapter.add(Kw(), "kw")
-    assert await kw.KwOp.KwPrx(peer.proxy("kw"))._from(1) == 2
+    prx = kw.KwOp.KwPrx(peer.proxy("kw"))
+    assert await prx._from(1) == 2
+    assert await prx._oneway() is None and prx.oneway().proxy.is_oneway
 
 
 def test_shipped_ice_module_is_what_the_generator_writes() -> None:

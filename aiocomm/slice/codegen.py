@@ -61,6 +61,16 @@ class GeneratedModule:
     nested: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
 
+# Names the typed proxy and servant bases use themselves: an operation so
+# named is escaped like a keyword, as is Ice's Python mapping's habit.
+_RESERVED_METHODS = frozenset({"proxy", "oneway", "twoway", "with_timeout", "with_context",
+                               "checked_cast", "ice_ping", "type_ids"})
+
+
+def _method(name: str) -> str:
+    return f"_{name}" if name in _RESERVED_METHODS else _pyname(name)
+
+
 def _pyname(name: str) -> str:
     # Ice's Python mapping escapes Python keywords with a leading underscore.
     return f"_{name}" if keyword.iskeyword(name) else name
@@ -428,7 +438,7 @@ class _ModuleWriter:
                 signature = ", ".join(
                     ["self", *params, "context: Mapping[str, str] | None = None"])
                 call = f"await self._ice_invoke(_o_{name}__{op.name}, ({args}), context)"
-                self.emit("", f"    async def {_pyname(op.name)}({signature}) -> {shape}:")
+                self.emit("", f"    async def {_method(op.name)}({signature}) -> {shape}:")
                 self.doc(op.doc)
                 if shape == "None":
                     self.emit(f"        {call}")
@@ -464,7 +474,7 @@ class _ModuleWriter:
                           for p in op.in_params]
                 shape = self.op_shape(op, accept=True)
                 signature = ", ".join(["self", *params, "current: aiocomm.Current"])
-                self.emit("", f"    def {_pyname(op.name)}({signature}) -> "
+                self.emit("", f"    def {_method(op.name)}({signature}) -> "
                               f"{shape} | Awaitable[{shape}]:")
                 self.emit("        raise _rt.unimplemented(current)")
             self.emit("", "")
@@ -540,7 +550,7 @@ class _ModuleWriter:
                     f'    _codec.operation("{op.name}", [{ins}], [{outs}], {ret}, '
                     f"[{throws}], {fmt}),",
                     f"    idempotent={op.idempotent}, throws=({classes}),"
-                    + ("" if _pyname(op.name) == op.name else f' method="{_pyname(op.name)}",'),
+                    + ("" if _method(op.name) == op.name else f' method="{_method(op.name)}",'),
                     ")",
                 )
             ops = "".join(f"_o_{name}__{op.name}, " for op in i.operations)
