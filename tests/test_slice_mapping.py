@@ -600,6 +600,17 @@ def test_cli_writes_importable_packages_that_work(tmp_path: Path) -> None:
     assert ran.stdout.strip() == "(Pair(a=2, b=5), Identity(name='n', category='c'))"
 
 
+def test_cli_takes_several_files_that_include_each_other(tmp_path: Path) -> None:
+    (tmp_path / "a.ice").write_text("module A { struct P { int x = 1; }; };\n")
+    (tmp_path / "b.ice").write_text('#include "a.ice"\nmodule B { struct Q { A::P p; }; };\n')
+    out = tmp_path / "out"
+    done = _run([sys.executable, "-m", "aiocomm.slice", str(tmp_path / "a.ice"),
+                 str(tmp_path / "b.ice"), "-o", str(out)])
+    assert done.returncode == 0, done.stderr
+    ran = _run([sys.executable, "-c", "import A, B; print(B.Q(A.P(3)), B.Q())"], env=_env(out))
+    assert ran.stdout.strip() == "Q(p=P(x=3)) Q(p=P(x=1))", ran.stderr
+
+
 def test_cli_reports_errors_with_a_position(tmp_path: Path) -> None:
     bad = tmp_path / "bad.ice"
     bad.write_text("module M {\n  struct S { nosuchtype x; };\n};\n")

@@ -15,22 +15,37 @@ from pathlib import Path
 from . import codegen
 from .ast import Unit
 from .errors import SliceError
-from .frontend import parse, parse_file
+from .frontend import parse_file
 
 
-def read_unit(files: list[str], include_dirs: list[str]) -> Unit:
-    """One checked unit of every file (as if one file included them all)."""
-    if len(files) == 1:
-        return parse_file(files[0], include_dirs=include_dirs)
-    text = "".join(f'#include "{Path(f).resolve().as_posix()}"\n' for f in files)
-    return parse(text, filename=str(Path("<command line>").resolve()),
-                 include_dirs=include_dirs)
+def read_units(files: list[str], include_dirs: list[str]) -> list[Unit]:
+    """Each file's checked unit (with what it includes), as slice2py reads them."""
+    return [parse_file(f, include_dirs=include_dirs) for f in files]
 
 
-def write_packages(unit: Unit, out: Path) -> list[Path]:
-    """Writes the packages of ``unit`` under ``out``; returns the files written."""
+def _chosen(units: list[Unit]) -> list[codegen.GeneratedModule]:
+    """One generation per top-level module: the unit that sees all of its
+    definitions (a file that includes another sees that one's too)."""
+    best: dict[str, tuple[frozenset[str], codegen.GeneratedModule]] = {}
+    for unit in units:
+        for generated in codegen.generate(unit):
+            module = next(m for m in unit.modules if m.name == generated.name)
+            names = frozenset(d.scoped for d in module.walk())
+            seen = best.get(generated.name)
+            if seen is None or names > seen[0]:
+                best[generated.name] = (names, generated)
+            elif not names <= seen[0]:
+                raise SliceError(
+                    f"module {generated.name} is defined differently by the files given; "
+                    "compile them from one file that includes the others",
+                    module.position)
+    return [generated for _, generated in best.values()]
+
+
+def write_packages(units: list[Unit], out: Path) -> list[Path]:
+    """Writes the packages of ``units`` under ``out``; returns the files written."""
     written: list[Path] = []
-    for generated in codegen.generate(unit):
+    for generated in _chosen(units):
         package = out / generated.name
         package.mkdir(parents=True, exist_ok=True)
         tail = [f"from . import {path.split('.')[1]} as {path.split('.')[1]}"
@@ -65,13 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-I", dest="include_dirs", action="append", default=[], metavar="DIR")
     args = parser.parse_args(argv)
     try:
-        unit = read_unit(args.files, args.include_dirs)
+        units = read_units(args.files, args.include_dirs)
+        for warning in dict.fromkeys(w for unit in units for w in unit.warnings):
+            print(warning, file=sys.stderr)
+        write_packages(units, Path(args.output_dir))
     except SliceError as error:
         print(error, file=sys.stderr)
         return 1
-    for warning in unit.warnings:
-        print(warning, file=sys.stderr)
-    write_packages(unit, Path(args.output_dir))
     return 0
 
 
