@@ -565,7 +565,7 @@ def test_cli_writes_importable_packages_that_work(tmp_path: Path) -> None:
         #include <shared.ice>
         #include <Ice/Identity.ice>
         module App {
-            module Inner { enum Mood { happy = 3, sad }; };
+            module Inner { enum Mood { happy = 3, sad }; sequence<Mood> Moods; const int K = 2; };
             interface Echo
             {
                 Shared::Pair swap(Shared::Pair p, Inner::Mood m, out Ice::Identity id);
@@ -583,7 +583,8 @@ def test_cli_writes_importable_packages_that_work(tmp_path: Path) -> None:
 
         class Echo(App.Echo):
             def swap(self, p, m, current):
-                return Shared.Pair(p.b, p.a + int(m)), aiocomm.slice.ice.Identity("n", "c")
+                return (Shared.Pair(p.b, p.a + int(m) + App.Inner.K),
+                        aiocomm.slice.ice.Identity("n", "c"))
 
         async def main():
             async with aiocomm.Communicator() as server, aiocomm.Communicator() as client:
@@ -597,7 +598,7 @@ def test_cli_writes_importable_packages_that_work(tmp_path: Path) -> None:
     """)
     ran = _run([sys.executable, "-c", script], env=_env(out))
     assert ran.returncode == 0, ran.stderr
-    assert ran.stdout.strip() == "(Pair(a=2, b=5), Identity(name='n', category='c'))"
+    assert ran.stdout.strip() == "(Pair(a=2, b=7), Identity(name='n', category='c'))"
 
 
 def test_cli_takes_several_files_that_include_each_other(tmp_path: Path) -> None:

@@ -268,7 +268,7 @@ class _ModuleWriter:
         nested: dict[str, list[tuple[str, str]]] = {}
         for d in self.defs:
             parts = d.scoped.strip(":").split("::")
-            if len(parts) > 2:
+            if len(parts) > 2 and not isinstance(d, ast.Sequence | ast.Dictionary):
                 path = ".".join(parts[:-1])
                 flat = self.flat(d.scoped)
                 nested.setdefault(path, []).append((_pyname(parts[-1]), flat))
