@@ -462,6 +462,22 @@ async def test_servant_of_two_unrelated_interfaces(peer: Peer) -> None:
     await E.PingerPrx(peer.proxy("both")).ping()
 
 
+async def test_typed_timeout_applies(peer: Peer) -> None:
+    release = asyncio.Event()
+
+    class Slow(E.Counter):  # type: ignore[misc]
+        async def count(self, current: aiocomm.Current) -> int:
+            await release.wait()
+            return 1
+
+    peer.adapter.add(Slow(), "slow")
+    prx = E.CounterPrx(peer.proxy("slow"))
+    with pytest.raises(aiocomm.InvocationTimeoutError):
+        await prx.with_timeout(0.05).count()
+    release.set()
+    assert await prx.count() == 1
+
+
 async def test_unimplemented_operation_does_not_exist(peer: Peer) -> None:
     class Bare(E.Counter):  # type: ignore[misc]
         pass
