@@ -54,7 +54,7 @@ PATH=$bare "$repo/$venv/bin/python" -m pip install -q --no-index --only-binary=:
 
 suite=$out/suite
 mkdir -p "$suite"
-cp -r tests examples "$suite"  # test_examples runs ../examples/demo.py
+cp -r tests examples README.md "$suite"  # test_examples runs ../examples/demo.py and the README
 cd "$suite/tests"
 "$repo/$venv/bin/python" - <<'EOF'
 import aiocomm, aiocomm._core, pathlib, sys

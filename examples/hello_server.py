@@ -1,6 +1,8 @@
-"""A hello server: one servant, one adapter, until Ctrl-C (or stdin closes with --stdin).
+"""A hello server: one typed servant, one adapter, until Ctrl-C (or stdin closes with --stdin).
 
     python examples/hello_server.py [--endpoints "tcp -h 127.0.0.1 -p 10000"] [--uvloop]
+
+The interface comes from Hello.ice, compiled at run time.
 """
 
 from __future__ import annotations
@@ -9,28 +11,34 @@ import argparse
 import asyncio
 import signal
 import sys
+from pathlib import Path
+from typing import Any
 
 import aiocomm
+import aiocomm.slice
+
+Demo: Any = aiocomm.slice.load(Path(__file__).resolve().with_name("Hello.ice")).Demo
 
 
-class Hello:
-    """Servant: every public method is an operation. Payloads are bytes."""
+class Hello(Demo.Hello):  # type: ignore[misc]
+    """Servant: each Slice operation is a method, plain or async, taking its
+    in parameters and then `current`."""
 
-    type_ids = ["::Demo::Hello"]
+    async def sayHello(self, name: str, current: aiocomm.Current) -> str:
+        if not name:
+            raise Demo.NoNameError(hint="say who you are")
+        print(f"server: sayHello({name!r}) from {current.remote_address}", flush=True)
+        return f"Hello, {name}!"
 
-    def say_hello(self, payload: bytes, current: aiocomm.Current) -> bytes:
-        name = payload.decode() or "world"
-        print(f"server: {current.operation}({name!r}) from {current.remote_address}", flush=True)
-        return f"Hello, {name}!".encode()
+    def greet(self, name: str, times: int | None, current: aiocomm.Current) -> Any:
+        count = 1 if times is None else times
+        return Demo.Greeting(text=" ".join([f"Hi {name}"] * count), mood=Demo.Mood.cheerful,
+                             count=count)
 
-    def echo(self, payload: bytes, current: aiocomm.Current) -> bytes:
-        return payload
+    def echo(self, data: bytes, current: aiocomm.Current) -> bytes:
+        return data
 
-    async def slow_echo(self, payload: bytes, current: aiocomm.Current) -> bytes:
-        await asyncio.sleep(0.01)  # async servants may await anything
-        return payload
-
-    def shutdown(self, payload: bytes, current: aiocomm.Current) -> None:
+    def shutdown(self, current: aiocomm.Current) -> None:
         print("server: shutdown requested", flush=True)
         assert current.adapter is not None
         communicator = current.adapter.communicator
