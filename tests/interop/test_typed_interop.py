@@ -364,6 +364,7 @@ def make_servants(interop: Any) -> tuple[Any, Any]:
 
     class CallbackI(interop.Callback):  # type: ignore[misc, name-defined]
         def __init__(self, prefix: str) -> None:
+            super().__init__()
             self.prefix = prefix
 
         def call(self, s: str, current: aiocomm.Current) -> str:
