@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _core
 from ._encoding import decode_string, encode_bool, encode_string, encode_string_seq
+from ._typed_dispatch import call_typed
 from .errors import (
     CommunicatorDestroyedError,
     ConnectionLostError,
@@ -611,6 +612,9 @@ def _call_servant(adapter: ObjectAdapter, current: Current, params: bytes) -> An
     builtin = _BUILTINS.get(current.operation)
     if builtin is not None:
         return builtin(servant, params)
+    typed = getattr(type(servant), "_ice_operations", None)
+    if typed is not None:
+        return call_typed(servant, typed, current, params, adapter.communicator)
     operation = current.operation
     try:
         method = getattr(servant, "ice_invoke", None)

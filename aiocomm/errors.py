@@ -20,6 +20,7 @@ __all__ = [
     "DispatchError",
     "FacetNotExistError",
     "InvocationTimeoutError",
+    "MarshalError",
     "MessageSizeError",
     "NotRegisteredError",
     "ObjectNotExistError",
@@ -70,6 +71,10 @@ class MessageSizeError(ProtocolError, ValueError):
     """A request would exceed ``message_size_max``; it was not sent."""
 
 
+class MarshalError(ProtocolError, ValueError):
+    """Encoded data (parameters, a result, an exception) is malformed or truncated."""
+
+
 class InvocationTimeoutError(AiocommError, builtins.TimeoutError):
     """No reply arrived within the invocation timeout."""
 
@@ -90,7 +95,11 @@ class UserError(AiocommError):
     """An application error that travels to the caller (reply status 1).
 
     ``payload`` is the encoded exception (the encapsulation's content).
+    Exceptions generated from Slice subclass it; the codec builds those
+    without calling ``__init__``, hence the class-level default.
     """
+
+    payload: bytes = b""
 
     def __init__(self, payload: bytes = b"", message: str | None = None) -> None:
         self.payload = bytes(payload)

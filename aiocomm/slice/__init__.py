@@ -1,38 +1,18 @@
-"""The Slice front end: parses .ice files into a checked model (``aiocomm.slice.ast``).
+"""The Slice front end and the Python mapping of Slice.
 
-``parse`` and ``parse_file`` return a :class:`~aiocomm.slice.ast.Unit`, or raise
-:class:`SliceError` naming the file, line and column of the first error. The
-Python mapping and the code generator are built on that model.
+``parse`` and ``parse_file`` return a checked :class:`~aiocomm.slice.ast.Unit`,
+or raise :class:`SliceError` naming the file, line and column of the first
+error. ``load`` compiles a Slice file into Python modules at run time;
+``python -m aiocomm.slice`` writes the same modules as packages.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-from pathlib import Path
-
 from . import ast
 from .ast import Unit
 from .errors import Position, SliceError, SliceWarning
-from .parser import parse_tokens
-from .preprocess import preprocess
+from .frontend import parse, parse_file
+from .loader import load
 
-__all__ = ["Position", "SliceError", "SliceWarning", "Unit", "ast", "parse", "parse_file"]
-
-IncludeDirs = Sequence[str | os.PathLike[str]]
-
-
-def parse(text: str, *, filename: str = "<string>", include_dirs: IncludeDirs = ()) -> Unit:
-    """Parses and checks Slice source ``text``; relative includes resolve against the
-    directory of ``filename`` (the current directory for ``"<string>"``)."""
-    return parse_tokens(preprocess(text, filename, include_dirs), filename)
-
-
-def parse_file(path: str | os.PathLike[str], *, include_dirs: IncludeDirs = ()) -> Unit:
-    """Reads, parses and checks the Slice file at ``path`` and everything it includes."""
-    name = os.fspath(path)
-    try:
-        text = Path(name).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise SliceError(f"cannot read Slice file: {e}", Position(name, 1, 1)) from None
-    return parse(text, filename=name, include_dirs=include_dirs)
+__all__ = ["Position", "SliceError", "SliceWarning", "Unit", "ast", "load", "parse",
+           "parse_file"]

@@ -254,6 +254,14 @@ bool NativeDispatch::try_dispatch(core::Event& e, Handle& handle, PyObject* hand
     Py_DECREF(blobject);
     return false;
   }
+  // Typed servants (generated from Slice) carry their operations' codecs on
+  // their type: the Python runtime decodes and encodes for them, for now.
+  static PyObject* ice_operations = PyUnicode_InternFromString("_ice_operations");
+  if (PyObject* typed = optional_attr(reinterpret_cast<PyObject*>(Py_TYPE(servant.ptr())),
+                                      ice_operations)) {
+    Py_DECREF(typed);
+    return false;
+  }
   py::object operation = operation_name(e.operation);
   if (!operation) return false;
   auto method = py::reinterpret_steal<py::object>(optional_attr(servant.ptr(), operation.ptr()));

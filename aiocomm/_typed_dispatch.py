@@ -1,0 +1,77 @@
+"""Dispatch to typed servants: classes generated from Slice (``aiocomm.slice``).
+
+A typed servant's class carries ``_ice_operations`` (operation name -> the
+codec's ``Operation``) and ``_ice_throws`` (operation name -> the exception
+classes it declares). Here the request's parameters are decoded, the method
+is called with them and ``current``, and its result (awaited when it is a
+coroutine) is encoded; the runtime's exactly-once answer path then replies
+with bytes, as for any servant. A typed user exception leaves as a plain
+:class:`~aiocomm.UserError` carrying its encoding, so that the answer path
+stays the same; one the operation does not declare becomes
+:class:`~aiocomm.UnknownUserError`, as Ice 3.8 servers do.
+
+Depends on :mod:`aiocomm.errors` only (duck-typed over the codec's objects).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Coroutine, Mapping
+from typing import Any
+
+from .errors import OperationNotExistError, UnknownUserError, UserError
+
+__all__ = ["call_typed"]
+
+
+def call_typed(servant: object, operations: Mapping[str, Any], current: Any, params: bytes,
+               communicator: object) -> Any:
+    """Calls ``servant``'s typed operation: the encoded result, or a coroutine of it.
+    Raises OperationNotExistError, MarshalError, and what the servant raises
+    (typed user exceptions already encoded)."""
+    name = current.operation
+    operation = operations.get(name)
+    method = getattr(servant, name, None) if operation is not None else None
+    if operation is None or method is None:
+        raise OperationNotExistError("", identity=current.identity, facet=current.facet,
+                                     operation=name)
+    args = operation.decode_in(params, communicator)
+    throws = _declared(servant, name)
+    try:
+        result = method(*args, current)
+    except UserError as exc:
+        raise _encoded(exc, operation, throws) from None
+    if isinstance(result, Coroutine):
+        return _finish_async(result, operation, throws)
+    if isinstance(result, Awaitable):
+        return _finish_async(_await(result), operation, throws)
+    return operation.encode_out(result)
+
+
+def _declared(servant: object, name: str) -> tuple[type[BaseException], ...]:
+    throws: Mapping[str, tuple[type[BaseException], ...]] = getattr(
+        type(servant), "_ice_throws", {})
+    return throws.get(name, ())
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+async def _finish_async(coroutine: Coroutine[Any, Any, Any], operation: Any,
+                        throws: tuple[type[BaseException], ...]) -> Any:
+    try:
+        result = await coroutine
+    except UserError as exc:
+        raise _encoded(exc, operation, throws) from None
+    return operation.encode_out(result)
+
+
+def _encoded(exc: UserError, operation: Any,
+             throws: tuple[type[BaseException], ...]) -> BaseException:
+    """What the answer path sends for a user exception a typed servant raised."""
+    type_id = getattr(exc, "_ice_id", None)
+    if type_id is None:
+        return exc  # an untyped UserError: its payload is already the encoding
+    if not isinstance(exc, throws):
+        return UnknownUserError(str(type_id))
+    return UserError(operation.encode_exception(exc), str(exc))

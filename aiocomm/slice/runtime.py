@@ -1,0 +1,208 @@
+"""What code generated from Slice stands on: the base classes of typed
+proxies, servants, classes and exceptions, and the configured codec.
+
+Generated modules (``aiocomm.slice.load`` or ``python -m aiocomm.slice``)
+import this module as ``_rt``; users rarely need it by name. It depends
+downward only: on the proxy, the errors and the native codec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, Self
+
+from .. import _core, _proxy_wire
+from ..errors import MarshalError, OperationNotExistError, UnknownUserError, UserError
+from ..identity import Current
+from ..proxy import Proxy
+
+__all__ = ["ObjectPrx", "Op", "Servant", "UserException", "Value", "codec", "unimplemented"]
+
+# The native codec (C++ over type descriptors). Typed as Any: its descriptors
+# are opaque, and only generated code and this module talk to it.
+codec: Any = getattr(_core, "codec")  # noqa: B009
+codec.configure(marshal_error=MarshalError, proxy_encode=_proxy_wire.encode,
+                proxy_decode=_proxy_wire.decode)
+
+OBJECT_ID = "::Ice::Object"
+
+
+def _fields_text(obj: object, fields: Iterable[str]) -> str:
+    return ", ".join(f"{name}={getattr(obj, name, None)!r}" for name in fields)
+
+
+class Value:
+    """Base of the classes generated from Slice ``class`` definitions (and Slice ``Value``)."""
+
+    _ice_id: ClassVar[str] = "::Ice::Object"
+    _ice_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __repr__(self) -> str:
+        # Graphs may be cyclic: show only this instance's own scalars' reprs
+        # one level deep, never recursing into other class instances.
+        def show(name: str) -> str:
+            value = getattr(self, name, None)
+            if isinstance(value, Value):
+                return f"{name}=<{type(value).__name__} at {id(value):#x}>"
+            return f"{name}={value!r}"
+
+        return f"{type(self).__name__}({', '.join(show(n) for n in self._ice_fields)})"
+
+
+class UserException(UserError):
+    """Base of the exceptions generated from Slice ``exception`` definitions.
+
+    Keyword-constructed by the generated subclasses; the codec builds received
+    ones without ``__init__``, so nothing here relies on it having run.
+    """
+
+    _ice_id: ClassVar[str] = ""
+    _ice_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        super().__init__(b"", self._ice_id)
+
+    def __str__(self) -> str:
+        return f"{self._ice_id}({_fields_text(self, self._ice_fields)})"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({_fields_text(self, self._ice_fields)})"
+
+
+class Op:
+    """One operation as a typed proxy sends it: the codec's ``Operation`` and
+    what the codec leaves to the mapping (mode, declared exceptions)."""
+
+    __slots__ = ("codec", "idempotent", "name", "throws")
+
+    def __init__(self, name: str, operation: Any, *, idempotent: bool = False,
+                 throws: tuple[type[UserException], ...] = ()) -> None:
+        self.name = name
+        self.codec = operation
+        self.idempotent = idempotent
+        self.throws = throws
+
+
+def _untyped(proxy: Proxy | ObjectPrx) -> Proxy:
+    if isinstance(proxy, ObjectPrx):
+        return proxy.proxy
+    if isinstance(proxy, Proxy):
+        return proxy
+    raise TypeError(f"expected an aiocomm.Proxy or a typed proxy, not {type(proxy).__name__}")
+
+
+class ObjectPrx:
+    """Base of typed proxies: an :class:`aiocomm.Proxy` with typed operations."""
+
+    __slots__ = ("_proxy",)
+    _ice_id: ClassVar[str] = OBJECT_ID
+
+    def __init__(self, proxy: Proxy | ObjectPrx) -> None:
+        """Wraps ``proxy`` (untyped or typed) without asking the object what it is."""
+        self._proxy = _untyped(proxy)
+
+    @classmethod
+    async def checked_cast(cls, proxy: Proxy | ObjectPrx, *,
+                           timeout: float | None = None) -> Self | None:
+        """``cls(proxy)`` if the object implements this interface (``ice_isA``), else None."""
+        untyped = _untyped(proxy)
+        if await untyped.ice_is_a(cls._ice_id, timeout=timeout):
+            return cls(untyped)
+        return None
+
+    @property
+    def proxy(self) -> Proxy:
+        """The untyped proxy."""
+        return self._proxy
+
+    def with_timeout(self, timeout: float | None) -> Self:
+        return type(self)(self._proxy.with_timeout(timeout))
+
+    def with_context(self, context: Mapping[str, str] | None) -> Self:
+        return type(self)(self._proxy.with_context(context))
+
+    def oneway(self) -> Self:
+        return type(self)(self._proxy.oneway())
+
+    def twoway(self) -> Self:
+        return type(self)(self._proxy.twoway())
+
+    async def ice_ping(self, context: Mapping[str, str] | None = None) -> None:
+        await self._proxy.ping(context=context)
+
+    async def _ice_invoke(self, op: Op, args: tuple[Any, ...],
+                          context: Mapping[str, str] | None) -> Any:
+        """Encodes ``args``, sends them and decodes the reply (None when oneway).
+        A user exception the operation does not declare is UnknownUserError."""
+        proxy = self._proxy
+        payload = op.codec.encode_in(args)
+        try:
+            data = await proxy.invoke(op.name, payload, idempotent=op.idempotent,
+                                      context=context)
+        except UserError as error:
+            if type(error) is not UserError:
+                raise
+            raise _received(op, error.payload, proxy) from None
+        if proxy.is_oneway:
+            return None
+        return op.codec.decode_out(data, proxy.communicator)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ObjectPrx):
+            return NotImplemented
+        return self._proxy == other._proxy
+
+    def __hash__(self) -> int:
+        return hash(self._proxy)
+
+    def __str__(self) -> str:
+        return str(self._proxy)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._proxy}>"
+
+
+def _received(op: Op, payload: bytes, proxy: Proxy) -> BaseException:
+    """The exception a caller sees for a user exception reply."""
+    try:
+        error = op.codec.decode_exception(payload, proxy.communicator)
+    except MarshalError as exc:
+        # No exception class of the reply is known here: not declared either.
+        return UnknownUserError(f"undeclared user exception ({exc})")
+    if isinstance(error, BaseException) and op.throws and isinstance(error, op.throws):
+        return error
+    return UnknownUserError(str(getattr(error, "_ice_id", type(error).__name__)))
+
+
+class Servant:
+    """Base of typed servants: a generated ``M.I`` class, subclassed by the user.
+
+    ``_ice_operations`` maps each operation name (over every interface the
+    class implements) to the codec's ``Operation``; the runtime dispatches
+    through it. ``type_ids`` lists the interfaces, the most derived first.
+    """
+
+    type_ids: ClassVar[tuple[str, ...]] = (OBJECT_ID,)
+    _ice_operations: ClassVar[dict[str, Any]] = {}
+    _ice_throws: ClassVar[dict[str, tuple[type[UserException], ...]]] = {}
+
+
+def bind_operations(cls: type[Servant], operations: Iterable[Op]) -> None:
+    """Gives a generated servant class its operations, and those of its bases."""
+    merged: dict[str, Any] = {}
+    throws: dict[str, tuple[type[UserException], ...]] = {}
+    for base in reversed(cls.__mro__[1:]):
+        merged.update(getattr(base, "_ice_operations", {}))
+        throws.update(getattr(base, "_ice_throws", {}))
+    for op in operations:
+        merged[op.name] = op.codec
+        throws[op.name] = op.throws
+    cls._ice_operations = merged
+    cls._ice_throws = throws
+
+
+def unimplemented(current: Current) -> OperationNotExistError:
+    """What a generated servant method raises when the subclass does not define it."""
+    return OperationNotExistError(
+        f"operation '{current.operation}' is not implemented", identity=current.identity,
+        facet=current.facet, operation=current.operation)
