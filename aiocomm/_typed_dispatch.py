@@ -18,7 +18,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Coroutine, Mapping
 from typing import Any
 
-from .errors import OperationNotExistError, UnknownUserError, UserError
+from .errors import (
+    MarshalError,
+    OperationNotExistError,
+    UnknownLocalError,
+    UnknownUserError,
+    UserError,
+)
 
 __all__ = ["call_typed"]
 
@@ -34,7 +40,11 @@ def call_typed(servant: object, operations: Mapping[str, Any], current: Any, par
     if operation is None or method is None:
         raise OperationNotExistError("", identity=current.identity, facet=current.facet,
                                      operation=name)
-    args = operation.decode_in(params, communicator)
+    try:
+        args = operation.decode_in(params, communicator)
+    except MarshalError as exc:
+        # As Ice answers a request it cannot unmarshal: a local error of the server's.
+        raise UnknownLocalError(f"cannot decode the parameters of {name!r}: {exc}") from None
     throws = _declared(servant, name)
     try:
         result = method(*args, current)

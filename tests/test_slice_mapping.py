@@ -69,6 +69,7 @@ def test_class_and_exception_keyword_construction() -> None:
     assert isinstance(problem, aiocomm.UserError) and isinstance(problem, E.Problem)
     assert (problem.reason, problem.code, problem.detail) == ("why", 3, None)
     assert E.DetailedProblem().code == 1
+    assert vars(E.DetailedProblem("r", 2)) == vars(E.DetailedProblem(reason="r", code=2))
     assert "why" in str(problem)
 
 
@@ -78,6 +79,20 @@ def test_interface_classes() -> None:
                                        "::Everything::Counter", "::Ice::Object"}
     assert issubclass(E.Nested.Deep, E.Greeter) and issubclass(E.Nested.DeepPrx, E.GreeterPrx)
     assert {"ping", "count", "sayHello", "dive"} <= set(E.Nested.Deep._ice_operations)
+
+
+def test_python_keywords_and_foreign_metadata(tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    source = tmp_path / "kw.ice"
+    source.write_text('module K { ["cpp:type:wstring"] struct S { int from; string pass = "p"; };'
+                      " };\n")
+    with caplog.at_level("WARNING", logger="aiocomm.slice"):
+        loaded: Any = load(source)
+    assert any("cpp:type:wstring" in r.getMessage() and "kw.ice:1" in r.getMessage()
+               for r in caplog.records)
+    s = loaded.K.S(_from=3)
+    assert (s._from, s._pass) == (3, "p")
+    assert loaded.K._t_S.decode(loaded.K._t_S.encode(s)) == s
 
 
 def test_shipped_ice_module_is_what_the_generator_writes() -> None:
@@ -354,6 +369,9 @@ async def test_proxy_param_is_invoked_by_the_receiver(peer: Peer) -> None:
     back = await prx.any(target)
     assert servant.proxy_results == ["Hello, callee!"]
     assert isinstance(back, aiocomm.Proxy) and back.identity == target.identity
+    assert back.communicator is peer.client  # bound to the receiver of the reply
+    assert (await prx.any(E.GreeterPrx(target))) == target  # a typed proxy as Object*
+    assert servant.proxy_results == ["Hello, callee!"] * 2
     assert await prx.any(None) is None
 
 
@@ -368,6 +386,45 @@ async def test_derived_interface_and_nested_module(peer: Peer) -> None:
                                               "::Everything::Greeter"}
 
 
+class Graphs(E.Graphs):  # type: ignore[misc]
+    def graph(self, root: Any, current: aiocomm.Current) -> Any:
+        return root
+
+    async def slicedGraph(self, root: Any, current: aiocomm.Current) -> Any:
+        return root
+
+
+@pytest.mark.parametrize("operation", ["graph", "slicedGraph"])
+async def test_class_graph_with_cycle_and_shared_instance(peer: Peer, operation: str) -> None:
+    peer.adapter.add(Graphs(), "graphs")
+    prx = E.GraphsPrx(peer.proxy("graphs"))
+    shared = E.Base(name="shared")
+    first = E.Node(name="first", other=shared, any=shared)
+    second = E.Node(name="second", next=first, other=shared, where=E.Point(1, 2))
+    first.next = second  # a cycle
+    root = await getattr(prx, operation)(first)
+    assert root is not first and root.name == "first"
+    assert root.next.name == "second" and root.next.next is root
+    assert root.other is root.any is root.next.other  # one shared instance
+    assert type(root.other) is E.Base and root.next.where == E.Point(1, 2)
+
+
+async def test_servant_of_two_unrelated_interfaces(peer: Peer) -> None:
+    class Both(E.Pinger, E.Counter):  # type: ignore[misc]
+        def ping(self, current: aiocomm.Current) -> None:
+            pass
+
+        def count(self, current: aiocomm.Current) -> int:
+            return 2
+
+    assert Both.type_ids[0] == "::Everything::Pinger" and Both.type_ids[-1] == "::Ice::Object"
+    peer.adapter.add(Both(), "both")
+    assert await E.CounterPrx(peer.proxy("both")).count() == 2
+    assert await E.PingerPrx.checked_cast(peer.proxy("both")) is not None
+    assert await E.CounterPrx.checked_cast(peer.proxy("both")) is not None
+    await E.PingerPrx(peer.proxy("both")).ping()
+
+
 async def test_unimplemented_operation_does_not_exist(peer: Peer) -> None:
     class Bare(E.Counter):  # type: ignore[misc]
         pass
@@ -380,7 +437,7 @@ async def test_unimplemented_operation_does_not_exist(peer: Peer) -> None:
 async def test_malformed_params_fail_that_call_only(greeter: tuple[Greeter, Any],
                                                     peer: Peer) -> None:
     _, prx = greeter
-    with pytest.raises(aiocomm.UnknownError):
+    with pytest.raises(aiocomm.UnknownLocalError):
         await peer.proxy("greeter").invoke("sayHello", b"\xff\x00")  # a truncated string
     assert await prx.sayHello("ok") == "Hello, ok!"
 
@@ -476,7 +533,7 @@ def test_typed_client_is_mypy_strict_clean_and_reveals_types(tmp_path: Path) -> 
             reveal_type(await prx.ping())
             reveal_type(await prx.opt(None, "b"))
             reveal_type(await prx.self())
-            reveal_type(await prx.any(None))
+            reveal_type(await prx.any(prx))
             reveal_type(await prx.seqs(b"", [1], []))
             reveal_type(await Everything.GreeterPrx.checked_cast(proxy))
             reveal_type(prx.oneway())

@@ -134,7 +134,7 @@ class _ModuleWriter:
             return _PY_BUILTIN[t.name]
         if isinstance(t, ast.ProxyType):
             if t.scoped == ast.OBJECT_PROXY:
-                return "aiocomm.Proxy | None"
+                return "aiocomm.Proxy | _rt.ObjectPrx | None" if accept else "aiocomm.Proxy | None"
             return self.ref(t.scoped) + "Prx | None"
         node = self.unit.lookup(t.scoped)
         if isinstance(node, ast.Sequence):
@@ -356,7 +356,7 @@ class _ModuleWriter:
         self.emit(f"class {name}({parent}):")
         self.doc(c.doc)
         self.emit(f'    _ice_id = "{c.scoped}"')
-        fields = "".join(f'"{m.name}", ' for m in members)
+        fields = "".join(f'"{_pyname(m.name)}", ' for m in members)
         self.emit(f"    _ice_fields: ClassVar[builtins.tuple[builtins.str, ...]] = ({fields})")
         for m in c.members:
             self.emit(f"    {_pyname(m.name)}: {self.py_type(m.type, optional=m.optional)}")
@@ -368,7 +368,9 @@ class _ModuleWriter:
                 annotation = f"{annotation} | None"
                 value = "None"
             params.append(f"{_pyname(m.name)}: {annotation} = {value}")
-        signature = ", ".join(["self", *(["*"] if params else []), *params])
+        # Keyword construction, and positional too (base fields first), as Ice's
+        # own Python mapping allows.
+        signature = ", ".join(["self", *params])
         self.emit("", f"    def __init__({signature}) -> None:")
         inherited = members[: len(members) - len(c.members)]
         if base is not None:
@@ -491,10 +493,11 @@ class _ModuleWriter:
         for d in self.defs:
             name = self.flat(d.scoped)
             if isinstance(d, ast.Struct):
-                members = "".join(f'("{m.name}", {self.desc(m.type)}), ' for m in d.members)
+                members = "".join(f'("{_pyname(m.name)}", {self.desc(m.type)}), '
+                                  for m in d.members)
                 self.emit(f"_t_{name}.define({name}, [{members}])")
             elif isinstance(d, ast.Class | ast.Exception):
-                members = "".join(f'("{m.name}", {self.desc(m.type)}, '
+                members = "".join(f'("{_pyname(m.name)}", {self.desc(m.type)}, '
                                   f'{-1 if m.tag is None else m.tag}), ' for m in d.members)
                 base = self.ref(d.base, "_t_") if d.base is not None else "None"
                 self.emit(f"_t_{name}.define({name}, {base}, [{members}])")

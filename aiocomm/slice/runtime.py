@@ -186,6 +186,19 @@ class Servant:
     _ice_operations: ClassVar[dict[str, Any]] = {}
     _ice_throws: ClassVar[dict[str, tuple[type[UserException], ...]]] = {}
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A user's servant may implement several generated interfaces at once
+        # (class S(A, B)): attribute lookup would see only A's operations and
+        # ids, so the class gets the union, A's most derived id first.
+        super().__init_subclass__(**kwargs)
+        if "type_ids" not in cls.__dict__:
+            ids: list[str] = []
+            for base in cls.__mro__[1:]:
+                ids.extend(t for t in base.__dict__.get("type_ids", ()) if t not in ids)
+            ids.sort(key=lambda t: t == OBJECT_ID)  # stable: ::Ice::Object last
+            cls.type_ids = tuple(ids)
+        bind_operations(cls, ())
+
 
 def bind_operations(cls: type[Servant], operations: Iterable[Op]) -> None:
     """Gives a generated servant class its operations, and those of its bases."""
