@@ -3,6 +3,8 @@
 from collections.abc import Callable
 from typing import Any
 
+from typing_extensions import Buffer
+
 class DestroyedError(RuntimeError): ...
 class MessageSizeError(ValueError): ...
 
@@ -165,3 +167,72 @@ class _Testing:
         False (nothing ran) when the interpreter is finalizing."""
 
 _testing: _Testing
+
+# ---------------------------------------------------------------------------
+# aiocomm._core.codec: the Ice encoding 1.1 codec over compiled type descriptors
+# (the contract is /work/spec-codec.md). At run time `codec` is a submodule;
+# it is stubbed as a class of nested classes and static methods so that this
+# stays one stub file and `codec.Type` works in annotations.
+#
+# Additions to the spec (no deviations): `value_class`'s compact_id defaults
+# to -1; `proxy`'s wrap defaults to None; ClassType/ExceptionType expose
+# `type_id`; Operation exposes `name`.
+class codec:  # a module at run time
+    class Type:
+        def encode(self, value: Any) -> bytes:
+            """Encodes one value (classes in the compact format)."""
+        def decode(self, data: Buffer, communicator: Any = None) -> Any:
+            """Decodes exactly one value from ``data``; MarshalError otherwise."""
+
+    class StructType(Type):
+        def define(self, py_class: type, members: list[tuple[str, codec.Type]]) -> None: ...
+
+    class ClassType:
+        @property
+        def type_id(self) -> str: ...
+        def define(self, py_class: type, base: codec.ClassType | None,
+                   members: list[tuple[str, codec.Type, int]]) -> None:
+            """Own members in Slice order; tag -1 = required."""
+
+    class ExceptionType:
+        @property
+        def type_id(self) -> str: ...
+        def define(self, py_class: type, base: codec.ExceptionType | None,
+                   members: list[tuple[str, codec.Type, int]]) -> None: ...
+
+    class Operation:
+        @property
+        def name(self) -> str: ...
+        def encode_in(self, args: tuple[Any, ...]) -> bytes: ...
+        def decode_in(self, data: Buffer, communicator: Any) -> tuple[Any, ...]: ...
+        def encode_out(self, result: Any) -> bytes: ...
+        def decode_out(self, data: Buffer, communicator: Any) -> Any: ...
+        def encode_exception(self, exc: BaseException) -> bytes: ...
+        def decode_exception(self, data: Buffer, communicator: Any) -> BaseException: ...
+
+    @staticmethod
+    def configure(*, marshal_error: type[Exception], proxy_encode: Callable[[Any], bytes],
+                  proxy_decode: Callable[..., Any]) -> None: ...
+    @staticmethod
+    def builtin(name: str) -> codec.Type: ...
+    @staticmethod
+    def sequence(element: codec.Type) -> codec.Type: ...
+    @staticmethod
+    def dictionary(key: codec.Type, value: codec.Type) -> codec.Type: ...
+    @staticmethod
+    def enum(members: dict[int, Any]) -> codec.Type: ...
+    @staticmethod
+    def proxy(wrap: Callable[[Any], Any] | None = None) -> codec.Type: ...
+    @staticmethod
+    def struct(type_id: str) -> codec.StructType: ...
+    @staticmethod
+    def value_class(type_id: str, compact_id: int = -1) -> codec.ClassType: ...
+    @staticmethod
+    def class_ref(cls: codec.ClassType | None) -> codec.Type: ...
+    @staticmethod
+    def exception(type_id: str) -> codec.ExceptionType: ...
+    @staticmethod
+    def operation(name: str, in_params: list[tuple[codec.Type, int]],
+                  out_params: list[tuple[codec.Type, int]],
+                  return_type: tuple[codec.Type, int] | None,
+                  exceptions: list[codec.ExceptionType], format: str | None) -> codec.Operation: ...

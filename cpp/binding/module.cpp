@@ -4,6 +4,7 @@
 #include <system_error>
 
 #include "binding/bindings.h"
+#include "binding/codec/types.h"
 #include "binding/gil.h"
 #include "core/communicator.h"
 
@@ -26,4 +27,6 @@ PYBIND11_MODULE(_core, m) {
   aiocomm::binding::bind_inbox(m);
   aiocomm::binding::bind_communicator(m);
   aiocomm::binding::bind_testing(m);
+  auto codec = m.def_submodule("codec", "Ice encoding 1.1 codec over type descriptors");
+  aiocomm::binding::codec::bind(codec);
 }
