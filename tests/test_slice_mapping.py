@@ -18,15 +18,31 @@ from typing import Any
 import pytest
 
 import aiocomm
-from aiocomm.slice import load, parse
+from aiocomm.slice import load, parse, runtime
 from aiocomm.slice.codegen import generate
 
 HERE = Path(__file__).resolve().parent
 EVERYTHING = HERE / "slice" / "everything.ice"
 REPO = HERE.parent
 
-M: Any = load(EVERYTHING)
-E: Any = M.Everything
+# Loaded when this module's first test runs, not when it is collected: the
+# codec's class registries (by type id and compact id) and its proxy hooks
+# are process-wide, and other test modules register definitions of their own.
+M: Any = None
+E: Any = None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _everything() -> None:
+    global M, E
+    M = load(EVERYTHING)
+    E = M.Everything
+    _define_servants()
+
+
+@pytest.fixture(autouse=True)
+def _aiocomm_hooks() -> None:
+    runtime.configure_codec()
 
 
 # ------------------------------------------------------------ definitions
@@ -106,74 +122,85 @@ def test_shipped_ice_module_is_what_the_generator_writes() -> None:
 # ---------------------------------------------------------------- servants
 
 
-class Greeter(E.Greeter):  # type: ignore[misc]
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, aiocomm.Current]] = []
-        self.proxy_results: list[str] = []
+def _define_servants() -> None:
+    """The servant classes, over the generated bases of the current load."""
+    global Greeter, Deep, Graphs
 
-    def ping(self, current: aiocomm.Current) -> None:
-        self.calls.append(("ping", current))
+    class Greeter(E.Greeter):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, aiocomm.Current]] = []
+            self.proxy_results: list[str] = []
 
-    async def count(self, current: aiocomm.Current) -> int:
-        await asyncio.sleep(0)
-        return len(self.calls)
+        def ping(self, current: aiocomm.Current) -> None:
+            self.calls.append(("ping", current))
 
-    def sayHello(self, name: str, current: aiocomm.Current) -> str:
-        self.calls.append(("sayHello", current))
-        return f"Hello, {name}!"
+        async def count(self, current: aiocomm.Current) -> int:
+            await asyncio.sleep(0)
+            return len(self.calls)
 
-    def allTypes(self, *args: Any) -> tuple[Any, ...]:
-        return tuple(args[:-1])
+        def sayHello(self, name: str, current: aiocomm.Current) -> str:
+            self.calls.append(("sayHello", current))
+            return f"Hello, {name}!"
 
-    def echoFields(self, f: Any, current: aiocomm.Current) -> Any:
-        return f
+        def allTypes(self, *args: Any) -> tuple[Any, ...]:
+            return tuple(args[:-1])
 
-    def opt(self, a: int | None, b: str | None, current: aiocomm.Current) -> Any:
-        return (None if a is None else a + 1, None if b is None else E.Point(len(b), 0))
+        def echoFields(self, f: Any, current: aiocomm.Current) -> Any:
+            return f
 
-    async def twoOuts(self, a: int, current: aiocomm.Current) -> Any:
-        return E.Point(a, -a), str(a), E.Color.blue
+        def opt(self, a: int | None, b: str | None, current: aiocomm.Current) -> Any:
+            return (None if a is None else a + 1, None if b is None else E.Point(len(b), 0))
 
-    def echoClass(self, b: Any, current: aiocomm.Current) -> Any:
-        if b is not None and b.name == "raise":
-            raise E.Problem(reason="asked")
-        if b is not None and b.name == "unrelated":
-            raise E.Unrelated()
-        return b
+        async def twoOuts(self, a: int, current: aiocomm.Current) -> Any:
+            return E.Point(a, -a), str(a), E.Color.blue
 
-    async def fail(self, code: int, current: aiocomm.Current) -> None:
-        if code == 1:
-            raise E.DetailedProblem(reason="one", code=1, detail="d")
-        if code == 2:
-            raise E.Unrelated()  # not declared by fail
-        if code == 3:
-            raise ValueError("not a user exception")
+        def echoClass(self, b: Any, current: aiocomm.Current) -> Any:
+            if b is not None and b.name == "raise":
+                raise E.Problem(reason="asked")
+            if b is not None and b.name == "unrelated":
+                raise E.Unrelated()
+            return b
 
-    def self(self, current: aiocomm.Current) -> Any:
-        assert current.adapter is not None
-        return E.GreeterPrx(current.adapter.create_proxy(current.identity))
+        async def fail(self, code: int, current: aiocomm.Current) -> None:
+            if code == 1:
+                raise E.DetailedProblem(reason="one", code=1, detail="d")
+            if code == 2:
+                raise E.Unrelated()  # not declared by fail
+            if code == 3:
+                raise ValueError("not a user exception")
 
-    async def any(self, target: aiocomm.Proxy | None, current: aiocomm.Current) -> Any:
-        if target is not None:
-            # A received proxy is bound to this communicator: invoke it at once.
-            self.proxy_results.append(await E.GreeterPrx(target).sayHello("callee"))
-        return target
+        def self(self, current: aiocomm.Current) -> Any:
+            assert current.adapter is not None
+            return E.GreeterPrx(current.adapter.create_proxy(current.identity))
 
-    def withContext(self, ctx: dict[str, str], current: aiocomm.Current) -> None:
-        self.calls.append(("withContext", current))
+        async def any(self, target: aiocomm.Proxy | None, current: aiocomm.Current) -> Any:
+            if target is not None:
+                # A received proxy is bound to this communicator: invoke it at once.
+                self.proxy_results.append(await E.GreeterPrx(target).sayHello("callee"))
+            return target
 
-    def seqs(self, data: bytes, ints: list[int], colors: list[Any],
-             current: aiocomm.Current) -> Any:
-        points = [E.Point(i, int(c)) for i, c in zip(ints, colors, strict=True)]
-        return points, [data, data[::-1]]
+        def withContext(self, ctx: dict[str, str], current: aiocomm.Current) -> None:
+            self.calls.append(("withContext", current))
 
-    def dicts(self, a: dict[int, Any], b: dict[Any, str], current: aiocomm.Current) -> Any:
-        return {f"{k}:{v}": point for point, v in b.items() for k in a}
+        def seqs(self, data: bytes, ints: list[int], colors: list[Any],
+                 current: aiocomm.Current) -> Any:
+            points = [E.Point(i, int(c)) for i, c in zip(ints, colors, strict=True)]
+            return points, [data, data[::-1]]
+
+        def dicts(self, a: dict[int, Any], b: dict[Any, str], current: aiocomm.Current) -> Any:
+            return {f"{k}:{v}": point for point, v in b.items() for k in a}
 
 
-class Deep(Greeter, E.Nested.Deep):  # type: ignore[misc]
-    def dive(self, i: Any, current: aiocomm.Current) -> Any:
-        return E.Nested.Inner(E.Point(i.p.y, i.p.x), E.Color.red)
+    class Deep(Greeter, E.Nested.Deep):  # type: ignore[misc]
+        def dive(self, i: Any, current: aiocomm.Current) -> Any:
+            return E.Nested.Inner(E.Point(i.p.y, i.p.x), E.Color.red)
+
+    class Graphs(E.Graphs):  # type: ignore[misc]
+        def graph(self, root: Any, current: aiocomm.Current) -> Any:
+            return root
+
+        async def slicedGraph(self, root: Any, current: aiocomm.Current) -> Any:
+            return root
 
 
 class Peer:
@@ -384,14 +411,6 @@ async def test_derived_interface_and_nested_module(peer: Peer) -> None:
     assert await prx.sayHello("deep") == "Hello, deep!"  # an inherited operation
     assert set(await prx.proxy.ice_ids()) >= {"::Everything::Nested::Deep",
                                               "::Everything::Greeter"}
-
-
-class Graphs(E.Graphs):  # type: ignore[misc]
-    def graph(self, root: Any, current: aiocomm.Current) -> Any:
-        return root
-
-    async def slicedGraph(self, root: Any, current: aiocomm.Current) -> Any:
-        return root
 
 
 @pytest.mark.parametrize("operation", ["graph", "slicedGraph"])

@@ -16,13 +16,23 @@ from ..errors import MarshalError, OperationNotExistError, UnknownUserError, Use
 from ..identity import Current
 from ..proxy import Proxy
 
-__all__ = ["ObjectPrx", "Op", "Servant", "UserException", "Value", "codec", "unimplemented"]
+__all__ = ["ObjectPrx", "Op", "Servant", "UserException", "Value", "bind_operations", "codec",
+           "configure_codec", "unimplemented"]
 
-# The native codec (C++ over type descriptors). Typed as Any: its descriptors
-# are opaque, and only generated code and this module talk to it.
-codec: Any = getattr(_core, "codec")  # noqa: B009
-codec.configure(marshal_error=MarshalError, proxy_encode=_proxy_wire.encode,
-                proxy_decode=_proxy_wire.decode)
+# The native codec (C++ over type descriptors). Typed as Any here: generated
+# code builds its descriptors through this name, and the annotations users
+# read are the generated ones, not the codec's.
+codec: Any = _core.codec
+
+
+def configure_codec() -> None:
+    """Gives the codec aiocomm's MarshalError and proxy hooks (done at import;
+    again by whoever configured it otherwise, as a codec test may)."""
+    codec.configure(marshal_error=MarshalError, proxy_encode=_proxy_wire.encode,
+                    proxy_decode=_proxy_wire.decode)
+
+
+configure_codec()
 
 OBJECT_ID = "::Ice::Object"
 

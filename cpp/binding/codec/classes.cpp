@@ -37,23 +37,12 @@ typename Map::mapped_type find_by_mro(const Map& map, PyObject* obj) {
   return nullptr;
 }
 
-// The members of a level, required ones in Slice order, then optional ones by tag.
-std::vector<const Member*> wire_order(const std::vector<Member>& members) {
-  std::vector<const Member*> out;
-  for (const auto& m : members) if (m.tag < 0) out.push_back(&m);
-  std::vector<const Member*> opt;
-  for (const auto& m : members) if (m.tag >= 0) opt.push_back(&m);
-  std::sort(opt.begin(), opt.end(), [](auto* a, auto* b) { return a->tag < b->tag; });
-  out.insert(out.end(), opt.begin(), opt.end());
-  return out;
-}
-
 void write_instance(Encoder& e, PyObject* v);
 
 // Writes one slice of `obj`: header, members, optional end marker, and in the
 // sliced format its size and indirection table.
 void write_slice(Encoder& e, PyObject* obj, const std::string& type_id, int compact_id,
-                 const std::vector<Member>& members, bool first, bool last, bool exception) {
+                 const std::vector<const Member*>& members, bool first, bool last, bool exception) {
   auto flags_at = e.out.position();
   e.out.byte(0);
   std::uint8_t flags = 0;
@@ -86,7 +75,7 @@ void write_slice(Encoder& e, PyObject* obj, const std::string& type_id, int comp
   e.indirection_index = e.sliced ? &table_index : nullptr;
   e.slice_has_optionals = &has_optionals;
   try {
-    for (const Member* m : wire_order(members)) {
+    for (const Member* m : members) {
       PyObject* x = PyObject_GetAttr(obj, m->name.ptr());
       if (!x) throw py::error_already_set();
       auto hold = py::reinterpret_steal<py::object>(x);
@@ -137,7 +126,7 @@ void write_instance(Encoder& e, PyObject* v) {
   e.pinned.push_back(py::reinterpret_borrow<py::object>(v));
   e.out.size(1);
   for (const ClassType* level = desc.get(); level; level = level->base.get()) {
-    write_slice(e, v, level->type_id, level->compact_id, level->members, level == desc.get(),
+    write_slice(e, v, level->type_id, level->compact_id, level->wire, level == desc.get(),
                 !level->base, false);
   }
 }
@@ -245,7 +234,8 @@ void skip_slice(Decoder& d, const SliceHeader& h) {
 }
 
 // Reads the members of one known slice into obj.
-void read_members(Decoder& d, PyObject* obj, const std::vector<Member>& members, const SliceHeader& h) {
+void read_members(Decoder& d, PyObject* obj, const std::vector<const Member*>& members,
+                  const SliceHeader& h) {
   std::vector<py::object> table;
   std::size_t after = 0;
   if (h.flags & fl::kHasIndirectionTable) {
@@ -268,7 +258,7 @@ void read_members(Decoder& d, PyObject* obj, const std::vector<Member>& members,
 
   int last_tag = -1;
   bool has_opt = h.flags & fl::kHasOptionalMembers;
-  for (const Member* m : wire_order(members)) {
+  for (const Member* m : members) {
     py::object x;
     if (m->tag < 0) {
       x = m->type->decode(d);
@@ -320,7 +310,7 @@ py::object read_instance(Decoder& d) {
   py::object obj = new_instance(desc->py_class.ptr());
   d.instances[index] = obj;
   for (const ClassType* level = desc.get();;) {
-    read_members(d, obj.ptr(), level->members, h);
+    read_members(d, obj.ptr(), level->wire, h);
     if (h.flags & fl::kIsLastSlice) {
       if (level->base) throw MarshalError("instance of '" + desc->type_id + "' ends before its base slices");
       break;
@@ -364,6 +354,16 @@ class ClassRef : public Type {
 
 }  // namespace
 
+std::vector<const Member*> wire_order(const std::vector<Member>& members) {
+  std::vector<const Member*> out;
+  for (const auto& m : members) if (m.tag < 0) out.push_back(&m);
+  std::vector<const Member*> opt;
+  for (const auto& m : members) if (m.tag >= 0) opt.push_back(&m);
+  std::sort(opt.begin(), opt.end(), [](auto* a, auto* b) { return a->tag < b->tag; });
+  out.insert(out.end(), opt.begin(), opt.end());
+  return out;
+}
+
 py::object decode_any_value(Decoder& d) { return read_value(d, nullptr); }
 
 TypePtr make_class_ref(ClassPtr cls) { return std::make_shared<ClassRef>(std::move(cls)); }
@@ -375,7 +375,8 @@ void ClassType::define(py::object cls, ClassPtr b, const py::list& m) {
   py_class = std::move(cls);
   base = std::move(b);
   members = make_members(m, true);
-  reg.class_by_py[py_class.ptr()] = reg.classes.at(type_id);
+  wire = wire_order(members);
+  reg.class_by_py[py_class.ptr()] = shared_from_this();
 }
 
 void ExceptionType::define(py::object cls, ExceptionPtr b, const py::list& m) {
@@ -385,7 +386,8 @@ void ExceptionType::define(py::object cls, ExceptionPtr b, const py::list& m) {
   py_class = std::move(cls);
   base = std::move(b);
   members = make_members(m, true);
-  reg.exception_by_py[py_class.ptr()] = reg.exceptions.at(type_id);
+  wire = wire_order(members);
+  reg.exception_by_py[py_class.ptr()] = shared_from_this();
 }
 
 void register_class(const ClassPtr& cls) {
@@ -400,7 +402,7 @@ void encode_exception(Encoder& e, PyObject* exc) {
   ExceptionPtr desc = find_by_mro(registry().exception_by_py, exc);
   if (!desc) throw py::type_error(std::string("no Slice exception is registered for ") + Py_TYPE(exc)->tp_name);
   for (const ExceptionType* level = desc.get(); level; level = level->base.get()) {
-    write_slice(e, exc, level->type_id, -1, level->members, level == desc.get(), !level->base, true);
+    write_slice(e, exc, level->type_id, -1, level->wire, level == desc.get(), !level->base, true);
   }
 }
 
@@ -419,7 +421,7 @@ py::object decode_exception(Decoder& d) {
   }
   py::object obj = new_instance(desc->py_class.ptr());
   for (const ExceptionType* level = desc.get();;) {
-    read_members(d, obj.ptr(), level->members, h);
+    read_members(d, obj.ptr(), level->wire, h);
     if (h.flags & fl::kIsLastSlice) {
       if (level->base) throw MarshalError("exception '" + desc->type_id + "' ends before its base slices");
       break;

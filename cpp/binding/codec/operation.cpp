@@ -11,11 +11,6 @@ InputBuffer::InputBuffer(const py::object& data) {
   }
 }
 
-Operation::Operation(std::string name, std::vector<Param> in, std::vector<Param> out, bool has_return,
-                     std::vector<ExceptionPtr> exceptions, bool sliced)
-    : name_(std::move(name)), in_(std::move(in)), results_(std::move(out)), has_return_(has_return),
-      exceptions_(std::move(exceptions)), sliced_(sliced) {}
-
 namespace {
 // Indices of the optional params, by tag.
 std::vector<std::size_t> optional_order(const std::vector<Param>& params) {
@@ -25,13 +20,25 @@ std::vector<std::size_t> optional_order(const std::vector<Param>& params) {
   return out;
 }
 
+}  // namespace
+
+Operation::Operation(std::string name, std::vector<Param> in, std::vector<Param> out, bool has_return,
+                     std::vector<ExceptionPtr> exceptions, bool sliced)
+    : name_(std::move(name)), in_(std::move(in)), results_(std::move(out)), has_return_(has_return),
+      exceptions_(std::move(exceptions)), sliced_(sliced) {
+  in_optionals_ = optional_order(in_);
+  result_optionals_ = optional_order(results_);
+}
+
+namespace {
 py::bytes take_bytes(Encoder& e) {
   auto& b = e.out.bytes();
   return py::bytes(reinterpret_cast<const char*>(b.data()), b.size());
 }
 }  // namespace
 
-void Operation::encode_params(Encoder& e, const std::vector<Param>& params, PyObject* const* values,
+void Operation::encode_params(Encoder& e, const std::vector<Param>& params,
+                              const std::vector<std::size_t>& optionals, PyObject* const* values,
                               const char* what) const {
   auto named = [&](std::size_t i, auto&& f) {
     try {
@@ -45,18 +52,19 @@ void Operation::encode_params(Encoder& e, const std::vector<Param>& params, PyOb
   for (std::size_t i = 0; i < params.size(); ++i) {
     if (params[i].tag < 0) named(i, [&] { params[i].type->encode(e, values[i]); });
   }
-  for (auto i : optional_order(params)) {
+  for (auto i : optionals) {
     if (values[i] != Py_None) named(i, [&] { encode_optional(e, *params[i].type, params[i].tag, values[i]); });
   }
 }
 
-std::vector<py::object> Operation::decode_params(Decoder& d, const std::vector<Param>& params) const {
+std::vector<py::object> Operation::decode_params(Decoder& d, const std::vector<Param>& params,
+                                                 const std::vector<std::size_t>& optionals) const {
   std::vector<py::object> values(params.size());
   for (std::size_t i = 0; i < params.size(); ++i) {
     if (params[i].tag < 0) values[i] = params[i].type->decode(d);
   }
   int last_tag = -1;
-  for (auto i : optional_order(params)) {
+  for (auto i : optionals) {
     values[i] = find_optional(d, *params[i].type, params[i].tag, &last_tag, false)
                     ? decode_optional_value(d, *params[i].type)
                     : py::none();
@@ -76,7 +84,7 @@ py::bytes Operation::encode_in(const py::tuple& args) const {
   return guarded([&] {
     Encoder e;
     e.sliced = sliced_;
-    encode_params(e, in_, &PySequence_Fast_ITEMS(args.ptr())[0], "argument");
+    encode_params(e, in_, in_optionals_, &PySequence_Fast_ITEMS(args.ptr())[0], "argument");
     return take_bytes(e);
   });
 }
@@ -85,7 +93,7 @@ py::tuple Operation::decode_in(const py::object& data, const py::object& communi
   InputBuffer buf(data);
   return guarded([&] {
     Decoder d(buf.bytes(), communicator.ptr());
-    auto values = decode_params(d, in_);
+    auto values = decode_params(d, in_, in_optionals_);
     py::tuple out(values.size());
     for (std::size_t i = 0; i < values.size(); ++i) out[i] = std::move(values[i]);
     return out;
@@ -117,7 +125,7 @@ py::bytes Operation::encode_out(const py::object& result) const {
   return guarded([&] {
     Encoder e;
     e.sliced = sliced_;
-    encode_params(e, results_, raw.data(), "result");
+    encode_params(e, results_, result_optionals_, raw.data(), "result");
     return take_bytes(e);
   });
 }
@@ -126,7 +134,7 @@ py::object Operation::decode_out(const py::object& data, const py::object& commu
   InputBuffer buf(data);
   return guarded([&]() -> py::object {
     Decoder d(buf.bytes(), communicator.ptr());
-    auto values = decode_params(d, results_);
+    auto values = decode_params(d, results_, result_optionals_);
     if (values.empty()) return py::none();
     if (values.size() == 1) return values[0];
     auto outs = results_.size() - (has_return_ ? 1 : 0);

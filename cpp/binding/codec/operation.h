@@ -26,13 +26,15 @@ class Operation {
   const std::string& name() const { return name_; }
 
  private:
-  void encode_params(Encoder& e, const std::vector<Param>& params, PyObject* const* values,
-                     const char* what) const;
-  std::vector<py::object> decode_params(Decoder& d, const std::vector<Param>& params) const;
+  void encode_params(Encoder& e, const std::vector<Param>& params, const std::vector<std::size_t>& optionals,
+                     PyObject* const* values, const char* what) const;
+  std::vector<py::object> decode_params(Decoder& d, const std::vector<Param>& params,
+                                        const std::vector<std::size_t>& optionals) const;
 
   std::string name_;
   std::vector<Param> in_;
   std::vector<Param> results_;  // out params, then the return value
+  std::vector<std::size_t> in_optionals_, result_optionals_;  // indices by tag
   bool has_return_;
   std::vector<ExceptionPtr> exceptions_;
   bool sliced_;

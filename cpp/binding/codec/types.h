@@ -101,6 +101,9 @@ struct Member {
   int tag;  // -1 = required
 };
 std::vector<Member> make_members(const py::list& members, bool tagged);
+// The members of a class or exception slice as written: required ones in
+// Slice order, then optional ones by tag.
+std::vector<const Member*> wire_order(const std::vector<Member>& members);
 
 // Builtins.
 TypePtr make_builtin(const std::string& name);
@@ -133,7 +136,7 @@ class StructType : public Type {
 };
 
 // A class with its base; registered globally by type id and compact id.
-class ClassType {
+class ClassType : public std::enable_shared_from_this<ClassType> {
  public:
   ClassType(std::string type_id, int compact_id) : type_id(std::move(type_id)), compact_id(compact_id) {}
   void define(py::object py_class, std::shared_ptr<ClassType> base, const py::list& members);
@@ -144,11 +147,12 @@ class ClassType {
   py::object py_class;
   std::shared_ptr<ClassType> base;
   std::vector<Member> members;
+  std::vector<const Member*> wire;  // members in wire order (see wire_order)
 };
 using ClassPtr = std::shared_ptr<ClassType>;
 
 // An exception with its base; registered globally by type id.
-class ExceptionType {
+class ExceptionType : public std::enable_shared_from_this<ExceptionType> {
  public:
   explicit ExceptionType(std::string type_id) : type_id(std::move(type_id)) {}
   void define(py::object py_class, std::shared_ptr<ExceptionType> base, const py::list& members);
@@ -157,6 +161,7 @@ class ExceptionType {
   py::object py_class;
   std::shared_ptr<ExceptionType> base;
   std::vector<Member> members;
+  std::vector<const Member*> wire;
 };
 using ExceptionPtr = std::shared_ptr<ExceptionType>;
 
