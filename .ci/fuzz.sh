@@ -73,5 +73,9 @@ run() {  # target seeds seconds
   summary+=("$target: $runs executions in ${seconds}s; final ${corpus:-corp: ?}(corpus entries/bytes); $(ls "$work/$target" | wc -l) inputs added to the seeds; peak RSS $(sed -n 's/^stat::peak_rss_mb: *//p' "$log") MB")
 }
 run fuzz_message cpp/fuzz/corpus/message $((total * 2 / 5))
-run fuzz_server cpp/fuzz/corpus/stream $((total - total * 2 / 5))
+run fuzz_server cpp/fuzz/corpus/stream $((total * 2 / 5))
+# The codec's streams: no committed seeds (fuzz_make_corpus owns
+# cpp/fuzz/corpus); libFuzzer starts from its working directory.
+mkdir -p "$work/codec-seeds"
+run fuzz_codec "$work/codec-seeds" $((total - total * 4 / 5))
 printf 'fuzz: %s\n' "${summary[@]}"

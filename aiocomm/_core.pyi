@@ -174,9 +174,18 @@ _testing: _Testing
 # it is stubbed as a class of nested classes and static methods so that this
 # stays one stub file and `codec.Type` works in annotations.
 #
-# Additions to the spec (no deviations): `value_class`'s compact_id defaults
-# to -1; `proxy`'s wrap defaults to None; ClassType/ExceptionType expose
-# `type_id`; Operation exposes `name`.
+# Additions to the spec: `value_class`'s compact_id defaults to -1; `proxy`'s
+# wrap defaults to None; ClassType/ExceptionType expose `type_id`; Operation
+# exposes `name`.
+# Choices the spec leaves open (or where the codec is stricter than Ice):
+# - fields are set with object.__setattr__ (PyObject_GenericSetAttr), so a
+#   class's own __setattr__ (a frozen dataclass's) is not called;
+# - an instance none of whose slices is known, or an unknown class/exception
+#   in the compact format (no slice sizes), is MarshalError (Ice would make an
+#   UnknownSlicedValue / UnknownUserException); unknown slices are not kept;
+# - optional tags must increase (Ice would skip a smaller one): MarshalError;
+# - encoding a class graph deeper than 100 is ValueError (receivers refuse it);
+# - Type.decode and every Operation.decode_* require the data to be used up.
 class codec:  # a module at run time
     class Type:
         def encode(self, value: Any) -> bytes:

@@ -395,6 +395,21 @@ def test_unknown_tags_are_skipped() -> None:
         op.decode_in(struct.pack("<i", 1) + bytes([9 << 3 | 0]) + b"\x05", None)
 
 
+def _node_chain(n: int) -> bytes:
+    # Compact format, as Ice writes a chain: each Node slice holds its `next`
+    # inline before its own id and name; the Base slice closes the instance.
+    head = b"\x01\x01" + _string("::CodecTest::Node")
+    rest = b"\x01\x02\x01"  # later instances: type id by index 1
+    tail = b"\x00"  # the last next: null
+    base = b"\x20" + struct.pack("<i", 0) + _string("")
+    out = head
+    for _ in range(n - 1):
+        out += rest
+    out += tail
+    out += base * n  # each Node's Base slice, innermost first
+    return out
+
+
 def test_class_graph_depth_limit() -> None:
     def chain(n: int) -> m.Node:
         head = m.Node(id=0, name="", next=None, note=None)
@@ -404,9 +419,15 @@ def test_class_graph_depth_limit() -> None:
 
     ok = m.t_base.encode(chain(100))
     assert m.t_base.decode(ok).id == 99
-    deep = m.t_base.encode(chain(101))
+    # One more level, by hand: the encoder itself refuses it.
+    with pytest.raises(ValueError, match="deeper than 100"):
+        m.t_base.encode(chain(101))
+    with pytest.raises(ValueError, match="deeper than 100"):
+        m.t_base.encode(chain(100_000))
+    deep = _node_chain(101)
     with pytest.raises(MarshalError, match="deeper than 100"):
         m.t_base.decode(deep)
+    assert m.t_base.decode(_node_chain(100)).id == 0
 
 
 def test_bad_utf8_and_unknown_enumerator() -> None:

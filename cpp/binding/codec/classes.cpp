@@ -122,6 +122,14 @@ void write_instance(Encoder& e, PyObject* v) {
   }
   ClassPtr desc = find_by_mro(registry().class_by_py, v);
   if (!desc) throw py::type_error(std::string("no Slice class is registered for ") + Py_TYPE(v)->tp_name);
+  if (e.depth >= kClassDepthMax) {
+    throw py::value_error("class graph deeper than " + std::to_string(kClassDepthMax) +
+                          ": receivers refuse it");
+  }
+  struct Depth {
+    int& d;
+    ~Depth() { --d; }
+  } depth{++e.depth};
   e.instances.emplace(v, static_cast<std::int32_t>(e.instances.size() + 2));
   e.pinned.push_back(py::reinterpret_borrow<py::object>(v));
   e.out.size(1);

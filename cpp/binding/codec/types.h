@@ -39,6 +39,9 @@ struct Encoder {
   // held so that their addresses cannot be reused during the encoding.
   std::unordered_map<PyObject*, std::int32_t> instances;
   std::vector<py::object> pinned;
+  // Nesting of instances being written: a graph deeper than any receiver
+  // accepts (kClassDepthMax) is refused before it recurses the C stack away.
+  int depth = 0;
   std::unordered_map<std::string, std::int32_t> type_ids;  // type id -> index (1, 2, ...)
   // The indirection table of the slice being written (sliced format), or null.
   std::vector<py::object>* indirection = nullptr;
