@@ -81,6 +81,10 @@ def fake_encode(proxy: Any) -> bytes:
 def configured() -> Iterator[None]:
     codec.configure(marshal_error=MarshalError, proxy_encode=fake_encode, proxy_decode=FakeProxy)
     yield
+    # The hooks are process-wide: give the tests that follow aiocomm's own.
+    from aiocomm.slice.runtime import configure_codec
+
+    configure_codec()
 
 
 class Namespace:
