@@ -1,0 +1,203 @@
+// A TLS session over two memory BIOs: OpenSSL never sees a socket, so the
+// connection decides when and on which thread bytes move.
+#include "tls/session.h"
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <arpa/inet.h>
+
+#include <climits>
+#include <vector>
+
+#include "tls/handles.h"
+
+namespace aiocomm::tls {
+
+struct Session::Handles {
+  SslPtr ssl;
+  BIO* in = nullptr;   // owned by ssl
+  BIO* out = nullptr;  // owned by ssl
+  std::vector<std::uint8_t> pending;  // drained from `out`, not yet sent
+  std::size_t pending_offset = 0;
+  bool renegotiation = false;  // the peer tried to handshake again
+};
+
+namespace {
+
+bool is_address(const std::string& host) {
+  in6_addr scratch{};
+  return inet_pton(AF_INET, host.c_str(), &scratch) == 1 ||
+         inet_pton(AF_INET6, host.c_str(), &scratch) == 1;
+}
+
+// A handshake starting on an established session is a renegotiation (TLS
+// 1.2): the options already make OpenSSL decline it, this makes it fatal.
+void info_callback(const SSL* ssl, int where, int) {
+  if ((where & SSL_CB_HANDSHAKE_START) && SSL_is_init_finished(ssl)) {
+    if (auto* flag = static_cast<bool*>(SSL_get_app_data(ssl))) *flag = true;
+  }
+}
+
+}  // namespace
+
+Session::Session(std::shared_ptr<const Context> context, Role role, const std::string& host)
+    : context_(std::move(context)), handles_(std::make_unique<Handles>()) {
+  const auto& ctx = context_->handles();
+  handles_->ssl.reset(SSL_new(role == Role::client ? ctx.client.get() : ctx.server.get()));
+  if (!handles_->ssl) throw Error("cannot create a TLS session: " + drain_errors("out of memory"));
+  SSL* ssl = handles_->ssl.get();
+  handles_->in = BIO_new(BIO_s_mem());
+  handles_->out = BIO_new(BIO_s_mem());
+  if (!handles_->in || !handles_->out) {
+    BIO_free(handles_->in);
+    BIO_free(handles_->out);
+    throw Error("cannot create TLS buffers: " + drain_errors("out of memory"));
+  }
+  // An empty input buffer means "retry later", never end of stream.
+  BIO_set_mem_eof_return(handles_->in, -1);
+  SSL_set_bio(ssl, handles_->in, handles_->out);
+  SSL_set_app_data(ssl, &handles_->renegotiation);
+  SSL_set_info_callback(ssl, info_callback);
+  if (role == Role::client) {
+    SSL_set_connect_state(ssl);
+    const auto& config = context_->config();
+    if (!host.empty() && host != "*") {
+      bool address = is_address(host);
+      if (!address) SSL_set_tlsext_host_name(ssl, host.c_str());
+      if (config.verify_peer >= 1 && config.check_hostname) {
+        auto* param = SSL_get0_param(ssl);
+        int ok = address ? X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str())
+                         : X509_VERIFY_PARAM_set1_host(param, host.c_str(), 0);
+        if (ok != 1) throw Error("cannot check the host name " + host + ": " + drain_errors("?"));
+      }
+    }
+  } else {
+    SSL_set_accept_state(ssl);
+  }
+}
+
+Session::~Session() = default;
+
+Session::Status Session::fail(int code, const char* during) {
+  SSL* ssl = handles_->ssl.get();
+  std::string reason;
+  if (handles_->renegotiation) {
+    reason = "the peer attempted a renegotiation";
+  } else if (code == SSL_ERROR_SSL || code == SSL_ERROR_SYSCALL) {
+    reason = drain_errors(code == SSL_ERROR_SYSCALL ? "unexpected end of the TLS stream"
+                                                    : "TLS protocol error");
+  } else {
+    reason = "OpenSSL error " + std::to_string(code);
+  }
+  long verify = SSL_get_verify_result(ssl);
+  if (verify != X509_V_OK) {
+    reason += std::string(" (certificate verification: ") +
+              X509_verify_cert_error_string(verify) + ")";
+  }
+  error_ = std::string(during) + ": " + reason;
+  ERR_clear_error();
+  return Status::failed;
+}
+
+Session::Status Session::handshake() {
+  ERR_clear_error();
+  int r = SSL_do_handshake(handles_->ssl.get());
+  if (r == 1) return Status::ok;
+  int code = SSL_get_error(handles_->ssl.get(), r);
+  if (code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE) return Status::want_input;
+  return fail(code, "TLS handshake failed");
+}
+
+bool Session::handshake_done() const noexcept { return SSL_is_init_finished(handles_->ssl.get()); }
+
+void Session::feed(std::span<const std::uint8_t> ciphertext) {
+  while (!ciphertext.empty()) {
+    int chunk = static_cast<int>(std::min<std::size_t>(ciphertext.size(), INT_MAX));
+    int n = BIO_write(handles_->in, ciphertext.data(), chunk);
+    if (n <= 0) throw Error("cannot buffer TLS input: out of memory");
+    ciphertext = ciphertext.subspan(static_cast<std::size_t>(n));
+  }
+}
+
+std::span<const std::uint8_t> Session::output() {
+  auto& h = *handles_;
+  std::size_t waiting = BIO_ctrl_pending(h.out);
+  if (waiting > 0) {
+    if (h.pending_offset == h.pending.size()) {
+      h.pending.clear();
+      h.pending_offset = 0;
+    }
+    auto at = h.pending.size();
+    h.pending.resize(at + waiting);
+    int n = BIO_read(h.out, h.pending.data() + at, static_cast<int>(waiting));
+    h.pending.resize(at + static_cast<std::size_t>(n > 0 ? n : 0));
+  }
+  return std::span<const std::uint8_t>(h.pending).subspan(h.pending_offset);
+}
+
+void Session::consume_output(std::size_t bytes) {
+  auto& h = *handles_;
+  h.pending_offset = std::min(h.pending.size(), h.pending_offset + bytes);
+  if (h.pending_offset == h.pending.size()) {
+    h.pending.clear();
+    h.pending_offset = 0;
+  }
+}
+
+bool Session::has_output() {
+  return handles_->pending_offset < handles_->pending.size() || BIO_ctrl_pending(handles_->out) > 0;
+}
+
+Session::ReadResult Session::read(std::span<std::uint8_t> into) {
+  SSL* ssl = handles_->ssl.get();
+  std::size_t total = 0;
+  while (total < into.size()) {
+    ERR_clear_error();
+    std::size_t n = 0;
+    int r = SSL_read_ex(ssl, into.data() + total, into.size() - total, &n);
+    if (handles_->renegotiation) return {fail(SSL_ERROR_SSL, "TLS error"), total};
+    if (r == 1) {
+      total += n;
+      continue;
+    }
+    int code = SSL_get_error(ssl, r);
+    // Bytes first; a failure is sticky and is reported by the next call.
+    if (total > 0) break;
+    if (code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE) {
+      return {Status::want_input, 0};
+    }
+    if (code == SSL_ERROR_ZERO_RETURN) return {Status::closed, 0};
+    return {fail(code, "TLS error"), total};
+  }
+  return {Status::ok, total};
+}
+
+bool Session::write(std::span<const std::uint8_t> plaintext) {
+  SSL* ssl = handles_->ssl.get();
+  while (!plaintext.empty()) {
+    ERR_clear_error();
+    std::size_t n = 0;
+    if (SSL_write_ex(ssl, plaintext.data(), plaintext.size(), &n) != 1) {
+      fail(SSL_get_error(ssl, 0), "TLS write failed");
+      return false;
+    }
+    plaintext = plaintext.subspan(n);
+  }
+  return true;
+}
+
+bool Session::buffered() const noexcept {
+  return SSL_has_pending(handles_->ssl.get()) == 1 || BIO_ctrl_pending(handles_->in) > 0;
+}
+
+std::string Session::protocol() const { return SSL_get_version(handles_->ssl.get()); }
+
+std::string Session::cipher() const {
+  const char* name = SSL_get_cipher_name(handles_->ssl.get());
+  return name ? name : "";
+}
+
+}  // namespace aiocomm::tls
