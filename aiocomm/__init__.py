@@ -24,6 +24,7 @@ from .errors import (
     OperationNotExistError,
     ProtocolError,
     ProxyParseError,
+    TLSError,
     UnknownError,
     UnknownLocalError,
     UnknownUserError,
@@ -32,10 +33,12 @@ from .errors import (
 )
 from .identity import Current, Identity, OperationMode
 from .proxy import Proxy
+from .tls import TLS
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "TLS",
     "AdapterDeactivatedError",
     "AiocommError",
     "AlreadyRegisteredError",
@@ -58,6 +61,7 @@ __all__ = [
     "ProtocolError",
     "Proxy",
     "ProxyParseError",
+    "TLSError",
     "UnknownError",
     "UnknownLocalError",
     "UnknownUserError",

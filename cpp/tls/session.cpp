@@ -190,7 +190,9 @@ bool Session::write(std::span<const std::uint8_t> plaintext) {
 }
 
 bool Session::buffered() const noexcept {
-  return SSL_has_pending(handles_->ssl.get()) == 1 || BIO_ctrl_pending(handles_->in) > 0;
+  // Decrypted bytes, or ciphertext not yet looked at. Not SSL_has_pending:
+  // it also counts a partial record, which only more input completes.
+  return SSL_pending(handles_->ssl.get()) > 0 || BIO_ctrl_pending(handles_->in) > 0;
 }
 
 std::string Session::protocol() const { return SSL_get_version(handles_->ssl.get()); }
