@@ -33,7 +33,7 @@ from .errors import (
 )
 from .identity import Current, Identity, OperationMode
 from .proxy import Proxy
-from .tls import TLS
+from .tls import TLS, TLSInfo
 
 __version__ = "0.1.0"
 
@@ -62,6 +62,7 @@ __all__ = [
     "Proxy",
     "ProxyParseError",
     "TLSError",
+    "TLSInfo",
     "UnknownError",
     "UnknownLocalError",
     "UnknownUserError",

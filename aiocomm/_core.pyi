@@ -62,6 +62,9 @@ class Communicator:
         read_timeout: float,
         loop_reads: bool = False,
     ) -> None: ...
+    def connection_tls(
+        self, connection_id: int
+    ) -> tuple[str, str, tuple[str, ...], bytes, str, str] | None: ...
     def create_adapter(
         self, host: str, port: int, secure: bool = False
     ) -> tuple[int, str, int]: ...

@@ -318,6 +318,17 @@ class Communicator:
         self._adapters.append(adapter)
         return adapter
 
+    def reload_tls(self, tls: TLS) -> None:
+        """Replaces the TLS configuration (certificates, trust anchors,
+        verification): connections made or accepted from now on use it,
+        established ones keep theirs. Raises ValueError when it does not load,
+        and the old configuration stays."""
+        if not isinstance(tls, TLS):
+            raise TypeError(f"tls must be an aiocomm.TLS, not {type(tls).__name__}")
+        if self._destroy_begun():
+            raise CommunicatorDestroyedError("the communicator has been destroyed")
+        tls._apply(self._handle)
+
     # ----------------------------------------------------------- clients
 
     def proxy(self, text: str) -> Proxy:

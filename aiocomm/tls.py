@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from . import _core
 from .errors import TLSError
 
-__all__ = ["TLS", "require_tls"]
+__all__ = ["TLS", "TLSInfo", "require_tls"]
 
 _VERSIONS = ("TLSv1.2", "TLSv1.3")
 
@@ -51,6 +51,19 @@ class TLS:
                            self.min_version)
         except _core.TLSConfigError as e:
             raise ValueError(f"invalid TLS configuration: {e}") from None
+
+
+@dataclass(frozen=True)
+class TLSInfo:
+    """The TLS side of a request's connection (``Current.tls``): the peer's
+    certificate, if it sent one, and the session's parameters."""
+
+    subject: str  # RFC 2253, "" without a certificate
+    issuer: str
+    subject_alt_names: tuple[str, ...]  # "DNS:name", "IP:address", "email:...", "URI:..."
+    der: bytes  # the peer's certificate, b"" without one
+    cipher: str
+    protocol: str  # "TLSv1.2" or "TLSv1.3"
 
 
 def _path(value: str | os.PathLike[str] | None) -> str:

@@ -231,3 +231,56 @@ def test_ssl_endpoints_parse_and_format() -> None:
     spec = parse_proxy("a:ssl -h example.com -p 4064 -t 5000:tcp -h example.com -p 4063")
     assert [e.transport for e in spec.endpoints] == ["ssl", "tcp"]
     assert str(spec.endpoints[0]) == "ssl -h example.com -p 4064 -t 5000"
+
+
+class WhoIsCalling:
+    def who(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        info = current.tls
+        if info is None:
+            return b"tcp"
+        assert info.der[:1] in (b"", b"\x30")  # a DER SEQUENCE, or none at all
+        return "|".join([info.subject, info.issuer, ",".join(info.subject_alt_names),
+                         info.protocol, str(bool(info.cipher)), str(len(info.der) > 0)]).encode()
+
+
+async def test_current_tls_tells_who_is_calling(pki: Path) -> None:
+    server = aiocomm.Communicator(tls=server_tls(pki, verify_peer=1))
+    signed = aiocomm.Communicator(tls=TLS(certfile=pki / "client.pem", keyfile=pki / "client.key",
+                                          cafile=pki / "ca.pem"))
+    anonymous = aiocomm.Communicator(tls=TLS(cafile=pki / "ca.pem"))
+    try:
+        adapter = server.create_object_adapter("ssl -h 127.0.0.1 -p 0:tcp -h 127.0.0.1 -p 0")
+        ssl_text, tcp_text = str(adapter.add(WhoIsCalling(), "who")).split(":", 1)[1].split(":")
+        adapter.activate()
+        got = await signed.proxy(f"who:{ssl_text}").invoke("who")
+        assert got == b"CN=client|CN=aiocomm test CA||TLSv1.3|True|True"
+        # verify_peer=1 asks but does not require: no certificate, no subject.
+        got = await anonymous.proxy(f"who:{ssl_text}").invoke("who")
+        assert got == b"|||TLSv1.3|True|False"
+        assert await anonymous.proxy(f"who:{tcp_text}").invoke("who") == b"tcp"
+    finally:
+        for comm in (signed, anonymous, server):
+            await comm.destroy()
+
+
+async def test_reload_tls_applies_to_new_connections(pki: Path) -> None:
+    server = aiocomm.Communicator(tls=server_tls(pki))
+    first = aiocomm.Communicator(tls=TLS(cafile=pki / "ca.pem"))
+    later = aiocomm.Communicator(tls=TLS(cafile=pki / "ca.pem"))
+    try:
+        adapter = server.create_object_adapter("ssl -h 127.0.0.1 -p 0")
+        text = str(adapter.add(Echo(), "echo"))
+        adapter.activate()
+        assert await first.proxy(text).invoke("echo", b"1") == b"1"
+        with pytest.raises(ValueError, match=r"missing\.pem"):
+            server.reload_tls(TLS(certfile=pki / "missing.pem"))
+        server.reload_tls(TLS(certfile=pki / "other-server.pem", keyfile=pki / "other-server.key",
+                              verify_peer=0))
+        # The established connection keeps its session...
+        assert await first.proxy(text).invoke("echo", b"2") == b"2"
+        # ...a new one meets the new certificate, which `later` does not trust.
+        with pytest.raises(aiocomm.TLSError, match="certificate verify failed"):
+            await later.proxy(text).invoke("echo", b"3", timeout=10.0)
+    finally:
+        for comm in (first, later, server):
+            await comm.destroy()

@@ -293,6 +293,17 @@ void bind_communicator(py::module_& m) {
            [](Handle& self, std::uint64_t connection_id) { self.core().finish_dispatch(connection_id); })
       .def("abandon_dispatch",
            [](Handle& self, std::uint64_t connection_id) { self.core().abandon_dispatch(connection_id); })
+      .def("connection_tls",
+           [](Handle& self, std::uint64_t connection_id) -> py::object {
+             auto peer = self.core().connection_tls(connection_id);
+             if (!peer) return py::none();
+             py::list names;
+             for (const auto& name : peer->alt_names) names.append(name);
+             return py::make_tuple(
+                 peer->subject, peer->issuer, py::tuple(names),
+                 py::bytes(reinterpret_cast<const char*>(peer->der.data()), peer->der.size()),
+                 peer->cipher, peer->protocol);
+           })
       .def("connection_addresses",
            [](Handle& self, std::uint64_t connection_id) -> py::object {
              auto addresses = self.core().connection_addresses(connection_id);

@@ -345,6 +345,17 @@ std::optional<std::pair<platform::Address, platform::Address>> Communicator::con
   return std::make_pair(connection->local_address(), connection->peer_address());
 }
 
+std::shared_ptr<const tls::PeerInfo> Communicator::connection_tls(std::uint64_t connection_id) {
+  std::shared_ptr<Connection> connection;
+  {
+    std::lock_guard lock(registry_mutex_);
+    auto it = connections_.find(connection_id);
+    if (it == connections_.end()) return nullptr;
+    connection = it->second;
+  }
+  return connection->tls_peer();
+}
+
 // ------------------------------------------------------------------- TLS
 
 void Communicator::set_tls(const tls::Config& config) {

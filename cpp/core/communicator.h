@@ -114,6 +114,8 @@ class Communicator final : public ConnectionHost {
   void read_ready_sockets();
   std::optional<std::pair<platform::Address, platform::Address>> connection_addresses(
       std::uint64_t connection_id);
+  // The TLS peer of a connection; null over TCP or once it is gone.
+  std::shared_ptr<const tls::PeerInfo> connection_tls(std::uint64_t connection_id);
 
   // --- lifecycle ---
   // Starts destroy on the lifecycle thread: shutdown, wait for in-flight

@@ -164,6 +164,8 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   bool dispatching();
   platform::Address local_address();
   platform::Address peer_address();
+  // Any thread: the TLS peer, once the handshake is done; null over TCP.
+  std::shared_ptr<const tls::PeerInfo> tls_peer();
 
  private:
   struct Queued {
@@ -318,6 +320,7 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   std::vector<std::uint8_t> tls_plain_;      // plaintext gathered into records; tls_mutex_
   std::atomic<bool> tls_output_pending_{false};  // ciphertext the socket did not take
   std::string read_failure_;                 // a TLS read error (read_mutex_)
+  std::shared_ptr<const tls::PeerInfo> tls_peer_;  // mutex_
 };
 
 }  // namespace aiocomm::core

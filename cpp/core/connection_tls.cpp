@@ -99,6 +99,15 @@ void Connection::handshake_step() {
 
 void Connection::finish_handshake() {
   handshaking_ = false;
+  std::shared_ptr<const tls::PeerInfo> peer;
+  {
+    std::lock_guard tls_lock(tls_mutex_);
+    peer = std::make_shared<const tls::PeerInfo>(tls_->peer_info());
+  }
+  {
+    std::lock_guard lock(mutex_);
+    tls_peer_ = std::move(peer);
+  }
   if (role_ == Role::client) {
     on_connected();
   } else {
@@ -112,6 +121,11 @@ void Connection::finish_handshake() {
   }
   // Application data that came with the peer's last flight.
   if (state() != State::closed && tls_buffered()) on_readable();
+}
+
+std::shared_ptr<const tls::PeerInfo> Connection::tls_peer() {
+  std::lock_guard lock(mutex_);
+  return tls_peer_;
 }
 
 bool Connection::tls_buffered() {

@@ -41,6 +41,46 @@ void info_callback(const SSL* ssl, int where, int) {
   }
 }
 
+std::string name_text(const X509_NAME* name) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
+  if (!bio || !name) return {};
+  X509_NAME_print_ex(bio.get(), name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+  char* data = nullptr;
+  long size = BIO_get_mem_data(bio.get(), &data);
+  return size > 0 ? std::string(data, static_cast<std::size_t>(size)) : std::string();
+}
+
+std::string ip_text(const ASN1_OCTET_STRING* ip) {
+  char text[INET6_ADDRSTRLEN] = {};
+  int length = ASN1_STRING_length(ip);
+  const unsigned char* bytes = ASN1_STRING_get0_data(ip);
+  if (length == 4) inet_ntop(AF_INET, bytes, text, sizeof text);
+  if (length == 16) inet_ntop(AF_INET6, bytes, text, sizeof text);
+  return text;
+}
+
+std::vector<std::string> alt_names(X509* cert) {
+  std::vector<std::string> out;
+  auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  if (!names) return out;
+  for (int i = 0; i < sk_GENERAL_NAME_num(names); ++i) {
+    const GENERAL_NAME* name = sk_GENERAL_NAME_value(names, i);
+    auto text = [](const ASN1_IA5STRING* s) {
+      return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+                         static_cast<std::size_t>(ASN1_STRING_length(s)));
+    };
+    switch (name->type) {
+      case GEN_DNS: out.push_back("DNS:" + text(name->d.dNSName)); break;
+      case GEN_EMAIL: out.push_back("email:" + text(name->d.rfc822Name)); break;
+      case GEN_URI: out.push_back("URI:" + text(name->d.uniformResourceIdentifier)); break;
+      case GEN_IPADD: out.push_back("IP:" + ip_text(name->d.iPAddress)); break;
+      default: break;
+    }
+  }
+  GENERAL_NAMES_free(names);
+  return out;
+}
+
 }  // namespace
 
 Session::Session(std::shared_ptr<const Context> context, Role role, const std::string& host)
@@ -196,6 +236,26 @@ bool Session::buffered() const noexcept {
 }
 
 std::string Session::protocol() const { return SSL_get_version(handles_->ssl.get()); }
+
+PeerInfo Session::peer_info() const {
+  PeerInfo info;
+  info.protocol = protocol();
+  info.cipher = cipher();
+  // get1: a reference of our own, released by the unique_ptr.
+  std::unique_ptr<X509, decltype(&X509_free)> cert(SSL_get1_peer_certificate(handles_->ssl.get()),
+                                                   X509_free);
+  if (!cert) return info;
+  info.subject = name_text(X509_get_subject_name(cert.get()));
+  info.issuer = name_text(X509_get_issuer_name(cert.get()));
+  info.alt_names = alt_names(cert.get());
+  int size = i2d_X509(cert.get(), nullptr);
+  if (size > 0) {
+    info.der.resize(static_cast<std::size_t>(size));
+    unsigned char* into = info.der.data();
+    i2d_X509(cert.get(), &into);
+  }
+  return info;
+}
 
 std::string Session::cipher() const {
   const char* name = SSL_get_cipher_name(handles_->ssl.get());

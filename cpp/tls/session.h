@@ -9,10 +9,22 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "tls/context.h"
 
 namespace aiocomm::tls {
+
+// Who is at the other end of an established session, for a servant to
+// decide by. Certificate fields are empty when the peer sent none.
+struct PeerInfo {
+  std::string subject;  // RFC 2253, e.g. "CN=client,O=Example"
+  std::string issuer;
+  std::vector<std::string> alt_names;  // "DNS:host", "IP:1.2.3.4", "email:...", "URI:..."
+  std::vector<std::uint8_t> der;       // the peer's certificate
+  std::string cipher;
+  std::string protocol;  // "TLSv1.3"
+};
 
 class Session {
  public:
@@ -61,6 +73,8 @@ class Session {
   // After the handshake: "TLSv1.3", the cipher's name.
   std::string protocol() const;
   std::string cipher() const;
+  // After the handshake.
+  PeerInfo peer_info() const;
 
  private:
   Status fail(int code, const char* during);

@@ -34,5 +34,6 @@ bool Session::write(std::span<const std::uint8_t>) { return false; }
 bool Session::buffered() const noexcept { return false; }
 std::string Session::protocol() const { return {}; }
 std::string Session::cipher() const { return {}; }
+PeerInfo Session::peer_info() const { return {}; }
 
 }  // namespace aiocomm::tls
