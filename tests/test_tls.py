@@ -284,3 +284,63 @@ async def test_reload_tls_applies_to_new_connections(pki: Path) -> None:
     finally:
         for comm in (first, later, server):
             await comm.destroy()
+
+
+async def test_a_garbage_client_hello_closes_only_that_connection(
+        pki: Path, server: tuple[aiocomm.Communicator, str]) -> None:
+    _, text = server
+    with socket.create_connection(("127.0.0.1", _port(text))) as hostile:
+        # A handshake record whose ClientHello is noise.
+        body = bytes((i * 37 + 11) % 256 for i in range(200))
+        hostile.sendall(b"\x16\x03\x01" + len(body).to_bytes(2, "big") + body)
+        took = await _serve_while(pki, text, hostile, 10.0)
+    assert took is not None and took < 5.0
+
+
+async def test_an_expired_server_certificate_is_refused(pki: Path) -> None:
+    server = aiocomm.Communicator(tls=TLS(certfile=pki / "expired.pem",
+                                          keyfile=pki / "expired.key", verify_peer=0))
+    client = aiocomm.Communicator(tls=TLS(cafile=pki / "ca.pem"))
+    try:
+        adapter = server.create_object_adapter("ssl -h 127.0.0.1 -p 0")
+        text = str(adapter.add(Echo(), "echo"))
+        adapter.activate()
+        with pytest.raises(aiocomm.TLSError, match="expired"):
+            await client.proxy(text).invoke("echo", b"", timeout=10.0)
+    finally:
+        await client.destroy()
+        await server.destroy()
+
+
+async def test_a_client_certificate_of_another_ca_is_refused(pki: Path) -> None:
+    server = aiocomm.Communicator(tls=server_tls(pki, verify_peer=2))
+    stranger = aiocomm.Communicator(tls=TLS(certfile=pki / "other-client.pem",
+                                            keyfile=pki / "other-client.key",
+                                            cafile=pki / "ca.pem"))
+    member = aiocomm.Communicator(tls=TLS(certfile=pki / "client.pem",
+                                          keyfile=pki / "client.key", cafile=pki / "ca.pem"))
+    try:
+        adapter = server.create_object_adapter("ssl -h 127.0.0.1 -p 0")
+        text = str(adapter.add(Echo(), "echo"))
+        adapter.activate()
+        with pytest.raises(aiocomm.TLSError, match="unknown ca"):
+            await stranger.proxy(text).invoke("echo", b"", timeout=10.0)
+        assert await member.proxy(text).invoke("echo", b"member") == b"member"
+    finally:
+        for comm in (stranger, member, server):
+            await comm.destroy()
+
+
+async def test_many_large_calls_in_flight(pki: Path,
+                                          server: tuple[aiocomm.Communicator, str]) -> None:
+    # Enough bytes at once that sockets fill and ciphertext waits its turn.
+    _, text = server
+    client = aiocomm.Communicator(tls=TLS(cafile=pki / "ca.pem"))
+    try:
+        proxy = client.proxy(text)
+        payloads = [bytes([i]) * (200_000 + i) for i in range(24)]
+        replies = await asyncio.gather(*(proxy.invoke("echo", p, timeout=30.0)
+                                         for p in payloads))
+        assert replies == payloads
+    finally:
+        await client.destroy()
