@@ -71,7 +71,10 @@ void Connection::handshake_step() {
       }
       long n = platform::read_some(fd, tls_in_);
       if (n > 0) {
-        tls_->feed(std::span<const std::uint8_t>(tls_in_).first(static_cast<std::size_t>(n)));
+        if (!tls_->feed(std::span<const std::uint8_t>(tls_in_).first(static_cast<std::size_t>(n)))) {
+          failure = tls_->error();
+          break;
+        }
         continue;
       }
       if (n == 0) {
@@ -151,7 +154,12 @@ long Connection::transport_read(std::span<std::uint8_t> into) {
     // The session wants more ciphertext.
     long n = platform::read_some(fd_.get(), tls_in_);
     if (n > 0) {
-      tls_->feed(std::span<const std::uint8_t>(tls_in_).first(static_cast<std::size_t>(n)));
+      if (!tls_->feed(std::span<const std::uint8_t>(tls_in_).first(static_cast<std::size_t>(n)))) {
+        if (total > 0) return static_cast<long>(total);
+        read_failure_ = tls_->error();
+        errno = ENOMEM;
+        return -1;
+      }
       continue;
     }
     if (total > 0) return static_cast<long>(total);  // the end or error shows next time

@@ -8,6 +8,11 @@
 #include <string>
 #include <vector>
 
+#if AIOCOMM_HAVE_TLS
+#include <openssl/bio.h>
+#include <openssl/ssl.h>
+#endif
+
 #include "check.h"
 #include "tls/config.h"
 #include "tls/context.h"
@@ -189,6 +194,47 @@ TEST(tls_configuration_errors_name_the_file) {
   CHECK_THROWS(aiocomm::tls::Error, Context::create(cfg));
   cfg.min_version = "SSLv3";
   CHECK_THROWS(aiocomm::tls::Error, Context::create(cfg));
+}
+
+// A TLS 1.2 peer written with OpenSSL directly: our sessions cannot
+// renegotiate, so this is what asks for one.
+TEST(tls_a_renegotiation_attempt_fails_the_session) {
+  using CtxPtr = std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)>;
+  using SslPtr = std::unique_ptr<SSL, decltype(&SSL_free)>;
+  CtxPtr ctx(SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
+  REQUIRE(ctx != nullptr);
+  SSL_CTX_set_max_proto_version(ctx.get(), TLS1_2_VERSION);
+  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
+  SslPtr peer(SSL_new(ctx.get()), SSL_free);
+  BIO* peer_in = BIO_new(BIO_s_mem());
+  BIO* peer_out = BIO_new(BIO_s_mem());
+  BIO_set_mem_eof_return(peer_in, -1);
+  SSL_set_bio(peer.get(), peer_in, peer_out);
+  SSL_set_connect_state(peer.get());
+  Session server(Context::create(server_config()), Session::Role::server, "");
+
+  std::vector<std::uint8_t> buffer(64 * 1024);
+  auto shuttle = [&] {  // peer -> server -> peer
+    int n;
+    while ((n = BIO_read(peer_out, buffer.data(), static_cast<int>(buffer.size()))) > 0) {
+      server.feed({buffer.data(), static_cast<std::size_t>(n)});
+    }
+    auto status = server.handshake_done() ? server.read(buffer).status : server.handshake();
+    auto out = server.output();
+    BIO_write(peer_in, out.data(), static_cast<int>(out.size()));
+    server.consume_output(out.size());
+    return status;
+  };
+  for (int i = 0; i < 10 && !(SSL_is_init_finished(peer.get()) && server.handshake_done()); ++i) {
+    SSL_do_handshake(peer.get());
+    shuttle();
+  }
+  REQUIRE(server.handshake_done());
+  CHECK_EQ(server.protocol(), std::string("TLSv1.2"));
+  REQUIRE(SSL_renegotiate(peer.get()) == 1);
+  SSL_do_handshake(peer.get());
+  CHECK(shuttle() == Session::Status::failed);
+  CHECK(server.error().find("renegotiation") != std::string::npos);
 }
 
 #else

@@ -16,13 +16,24 @@
 
 namespace aiocomm::tls {
 
+namespace {
+
+// Seen by message_callback (OpenSSL's "init finished" is already false
+// when it sees a renegotiation's hello).
+struct Watch {
+  bool established = false;
+  bool renegotiation = false;  // the peer tried to handshake again
+};
+
+}  // namespace
+
 struct Session::Handles {
   SslPtr ssl;
   BIO* in = nullptr;   // owned by ssl
   BIO* out = nullptr;  // owned by ssl
   std::vector<std::uint8_t> pending;  // drained from `out`, not yet sent
   std::size_t pending_offset = 0;
-  bool renegotiation = false;  // the peer tried to handshake again
+  Watch watch;
 };
 
 namespace {
@@ -33,11 +44,19 @@ bool is_address(const std::string& host) {
          inet_pton(AF_INET6, host.c_str(), &scratch) == 1;
 }
 
-// A handshake starting on an established session is a renegotiation (TLS
-// 1.2): the options already make OpenSSL decline it, this makes it fatal.
-void info_callback(const SSL* ssl, int where, int) {
-  if ((where & SSL_CB_HANDSHAKE_START) && SSL_is_init_finished(ssl)) {
-    if (auto* flag = static_cast<bool*>(SSL_get_app_data(ssl))) *flag = true;
+// A ClientHello reaching an established server, or a HelloRequest an
+// established client, asks for a renegotiation (TLS 1.2). SSL_OP_NO_
+// RENEGOTIATION only declines it with a warning and carries on; we end the
+// session instead, so a peer that tries gets its connection closed. (TLS
+// 1.3's post-handshake messages, tickets and key updates, pass.)
+void message_callback(int write_p, int, int content_type, const void* buf, std::size_t len,
+                      SSL* ssl, void* arg) {
+  auto* watch = static_cast<Watch*>(arg);
+  if (write_p || content_type != SSL3_RT_HANDSHAKE || len == 0 || !watch->established) return;
+  auto type = static_cast<const unsigned char*>(buf)[0];
+  bool server = SSL_is_server(ssl) == 1;
+  if ((server && type == SSL3_MT_CLIENT_HELLO) || (!server && type == SSL3_MT_HELLO_REQUEST)) {
+    watch->renegotiation = true;
   }
 }
 
@@ -99,8 +118,8 @@ Session::Session(std::shared_ptr<const Context> context, Role role, const std::s
   // An empty input buffer means "retry later", never end of stream.
   BIO_set_mem_eof_return(handles_->in, -1);
   SSL_set_bio(ssl, handles_->in, handles_->out);
-  SSL_set_app_data(ssl, &handles_->renegotiation);
-  SSL_set_info_callback(ssl, info_callback);
+  SSL_set_msg_callback(ssl, message_callback);
+  SSL_set_msg_callback_arg(ssl, &handles_->watch);
   if (role == Role::client) {
     SSL_set_connect_state(ssl);
     const auto& config = context_->config();
@@ -124,7 +143,7 @@ Session::~Session() = default;
 Session::Status Session::fail(int code, const char* during) {
   SSL* ssl = handles_->ssl.get();
   std::string reason;
-  if (handles_->renegotiation) {
+  if (handles_->watch.renegotiation) {
     reason = "the peer attempted a renegotiation";
   } else if (code == SSL_ERROR_SSL || code == SSL_ERROR_SYSCALL) {
     reason = drain_errors(code == SSL_ERROR_SYSCALL ? "unexpected end of the TLS stream"
@@ -145,7 +164,10 @@ Session::Status Session::fail(int code, const char* during) {
 Session::Status Session::handshake() {
   ERR_clear_error();
   int r = SSL_do_handshake(handles_->ssl.get());
-  if (r == 1) return Status::ok;
+  if (r == 1) {
+    handles_->watch.established = true;
+    return Status::ok;
+  }
   int code = SSL_get_error(handles_->ssl.get(), r);
   if (code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE) return Status::want_input;
   return fail(code, "TLS handshake failed");
@@ -153,13 +175,17 @@ Session::Status Session::handshake() {
 
 bool Session::handshake_done() const noexcept { return SSL_is_init_finished(handles_->ssl.get()); }
 
-void Session::feed(std::span<const std::uint8_t> ciphertext) {
+bool Session::feed(std::span<const std::uint8_t> ciphertext) {
   while (!ciphertext.empty()) {
     int chunk = static_cast<int>(std::min<std::size_t>(ciphertext.size(), INT_MAX));
     int n = BIO_write(handles_->in, ciphertext.data(), chunk);
-    if (n <= 0) throw Error("cannot buffer TLS input: out of memory");
+    if (n <= 0) {
+      error_ = "cannot buffer TLS input: out of memory";
+      return false;
+    }
     ciphertext = ciphertext.subspan(static_cast<std::size_t>(n));
   }
+  return true;
 }
 
 std::span<const std::uint8_t> Session::output() {
@@ -198,7 +224,7 @@ Session::ReadResult Session::read(std::span<std::uint8_t> into) {
     ERR_clear_error();
     std::size_t n = 0;
     int r = SSL_read_ex(ssl, into.data() + total, into.size() - total, &n);
-    if (handles_->renegotiation) return {fail(SSL_ERROR_SSL, "TLS error"), total};
+    if (handles_->watch.renegotiation) return {fail(SSL_ERROR_SSL, "TLS error"), total};
     if (r == 1) {
       total += n;
       continue;

@@ -52,8 +52,9 @@ class Session {
   Status handshake();
   bool handshake_done() const noexcept;
 
-  // Ciphertext received from the peer.
-  void feed(std::span<const std::uint8_t> ciphertext);
+  // Ciphertext received from the peer; false when it cannot be buffered
+  // (out of memory; see error()).
+  bool feed(std::span<const std::uint8_t> ciphertext);
   // Ciphertext to send, in order (stable until consume_output/write/handshake).
   std::span<const std::uint8_t> output();
   void consume_output(std::size_t bytes);

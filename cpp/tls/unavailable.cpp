@@ -25,7 +25,7 @@ Session::~Session() = default;
 Session::Status Session::fail(int, const char*) { return Status::failed; }
 Session::Status Session::handshake() { return Status::failed; }
 bool Session::handshake_done() const noexcept { return false; }
-void Session::feed(std::span<const std::uint8_t>) {}
+bool Session::feed(std::span<const std::uint8_t>) { return false; }
 std::span<const std::uint8_t> Session::output() { return {}; }
 void Session::consume_output(std::size_t) {}
 bool Session::has_output() { return false; }

@@ -1,9 +1,10 @@
 #!/usr/bin/python3
-"""A ZeroC Ice 3.7 IceSSL peer for aiocomm's TLS interop tests.
+"""A ZeroC Ice IceSSL peer (3.7 or 3.8) for aiocomm's TLS interop tests.
 
 Run with the system interpreter that has Debian's ``python3-zeroc-ice``::
 
     /usr/bin/python3 tests/interop/icessl_peer.py server PKI VERIFY_PEER
+    build/venv-ice38/bin/python tests/interop/icessl_peer.py ...  (Ice 3.8)
     /usr/bin/python3 tests/interop/icessl_peer.py client PKI PROXY [CERT]
 
 PKI is the directory tests/make_test_certs.sh made. The server listens on
@@ -30,9 +31,17 @@ class EchoServant(Ice.Blobject):
         return True, params
 
 
+def initialize(pki: str, verify_peer: str, cert: str | None) -> Ice.Communicator:
+    data = properties(pki, verify_peer, cert)
+    if Ice.intVersion() < 30800:
+        return Ice.initialize(data)
+    return Ice.initialize(initData=data)
+
+
 def properties(pki: str, verify_peer: str, cert: str | None) -> Ice.InitializationData:
     props = Ice.createProperties()
-    props.setProperty("Ice.Plugin.IceSSL", "IceSSL:createIceSSL")
+    if Ice.intVersion() < 30800:  # Ice 3.8 has IceSSL built in
+        props.setProperty("Ice.Plugin.IceSSL", "IceSSL:createIceSSL")
     props.setProperty("IceSSL.DefaultDir", pki)
     props.setProperty("IceSSL.CAs", "ca.pem")
     props.setProperty("IceSSL.VerifyPeer", verify_peer)
@@ -47,7 +56,7 @@ def properties(pki: str, verify_peer: str, cert: str | None) -> Ice.Initializati
 
 
 def serve(pki: str, verify_peer: str) -> int:
-    with Ice.initialize(properties(pki, verify_peer, "server")) as communicator:
+    with initialize(pki, verify_peer, "server") as communicator:
         adapter = communicator.createObjectAdapterWithEndpoints("Test", "ssl -h 127.0.0.1 -p 0")
         proxy = adapter.add(EchoServant(), Ice.stringToIdentity("test"))
         adapter.activate()
@@ -61,7 +70,7 @@ def serve(pki: str, verify_peer: str) -> int:
 
 def call(pki: str, proxy_text: str, cert: str | None) -> int:
     try:
-        with Ice.initialize(properties(pki, "2", cert)) as communicator:
+        with initialize(pki, "2", cert) as communicator:
             proxy = communicator.stringToProxy(proxy_text).ice_invocationTimeout(20000)
             for data in (b"", b"hello", bytes(range(256)) * 400):
                 # ice_invoke takes and gives whole encapsulations (1.1).

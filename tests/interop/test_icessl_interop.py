@@ -1,8 +1,9 @@
-"""TLS interop with IceSSL 3.7 (issue 15): an aiocomm client against an Ice
-server and an Ice client against an aiocomm server, with server-only and
-mutual authentication, on both loops. The Ice side is
-``icessl_peer.py``, run by the system interpreter; the certificates come from
-tests/make_test_certs.sh.
+"""TLS interop with IceSSL (issue 15), Ice 3.7 and Ice 3.8: an aiocomm
+client against an Ice server and an Ice client against an aiocomm server,
+with server-only and mutual authentication, on both loops. The Ice side is
+``icessl_peer.py``, run by the Ice 3.7 system interpreter or the Ice 3.8
+peer's (found as test_ice38_interop.py finds it; skipped without one); the
+certificates come from tests/make_test_certs.sh.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ICE_PYTHON
+from conftest import ICE_PYTHON, require_ice
+from test_ice38_interop import ice38_python
 
 import aiocomm
 from aiocomm import TLS
@@ -34,12 +36,21 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
+@pytest.fixture(scope="module", params=["ice3.7", "ice3.8"])
+def peer_python(request: pytest.FixtureRequest) -> str:
+    """The interpreter of the Ice peer (skips, or fails under CI, without it)."""
+    if request.param == "ice3.7":
+        require_ice()
+        return ICE_PYTHON
+    return ice38_python()
+
+
 @pytest.fixture(scope="module", params=[0, 2], ids=["server-auth", "mutual-auth"])
-def icessl_server(request: pytest.FixtureRequest, ice_peer: None,
+def icessl_server(request: pytest.FixtureRequest, peer_python: str,
                   pki: Path) -> Iterator[tuple[int, str]]:
     """An IceSSL server (VerifyPeer 0 or 2); yields the level and its proxy."""
     verify_peer = int(request.param)
-    proc = subprocess.Popen([ICE_PYTHON, str(PEER), "server", str(pki), str(verify_peer)],
+    proc = subprocess.Popen([peer_python, str(PEER), "server", str(pki), str(verify_peer)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -61,7 +72,7 @@ def icessl_server(request: pytest.FixtureRequest, ice_peer: None,
 async def test_aiocomm_client_to_icessl_server(pki: Path,
                                                icessl_server: tuple[int, str]) -> None:
     verify_peer, text = icessl_server
-    assert ":ssl -h 127.0.0.1" in text
+    assert ":ssl -h 127.0.0.1 -p " in text
     own = {"certfile": pki / "client.pem", "keyfile": pki / "client.key"} if verify_peer else {}
     async with aiocomm.Communicator(tls=TLS(cafile=pki / "ca.pem", **own)) as comm:
         proxy = comm.proxy(text)
@@ -80,7 +91,7 @@ class Echo:
 
 
 @pytest.mark.parametrize("verify_peer", [0, 2], ids=["server-auth", "mutual-auth"])
-async def test_icessl_client_to_aiocomm_server(ice_peer: None, pki: Path,
+async def test_icessl_client_to_aiocomm_server(peer_python: str, pki: Path,
                                                verify_peer: int) -> None:
     tls = TLS(certfile=pki / "server.pem", keyfile=pki / "server.key", cafile=pki / "ca.pem",
               verify_peer=verify_peer)
@@ -91,7 +102,7 @@ async def test_icessl_client_to_aiocomm_server(ice_peer: None, pki: Path,
 
         async def ice_client(*cert: str) -> dict[str, object]:
             result = await asyncio.to_thread(
-                subprocess.run, [ICE_PYTHON, str(PEER), "client", str(pki), text, *cert],
+                subprocess.run, [peer_python, str(PEER), "client", str(pki), text, *cert],
                 capture_output=True, text=True, timeout=50)
             answer: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
             return answer
