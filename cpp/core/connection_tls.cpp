@@ -25,15 +25,22 @@ constexpr std::size_t tls_write_max = 256 * 1024;
 }  // namespace
 
 void Connection::start_tls(const std::string& host) {
+  std::unique_ptr<tls::Session> session;
   try {
     auto context = tls_context_ ? tls_context_ : host_.tls_context();
     tls_context_.reset();  // the session keeps what it needs
-    tls_ = std::make_unique<tls::Session>(
+    session = std::make_unique<tls::Session>(
         std::move(context),
         role_ == Role::client ? tls::Session::Role::client : tls::Session::Role::server, host);
   } catch (const std::exception& e) {
     fail_tls(e.what());
     return;
+  }
+  {
+    // Under mutex_: threads that later see the connection active (under
+    // the same lock) see the session too.
+    std::lock_guard lock(mutex_);
+    tls_ = std::move(session);
   }
   tls_in_.resize(tls_input_chunk);
   handshaking_ = true;
