@@ -188,6 +188,9 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   long transport_write(int fd, const iovec* parts, int count);
   int send_tls_output_locked(int fd);  // tls_mutex_ held; 0, EAGAIN or errno
   bool tls_buffered();
+  // Any thread: has the reactor read what the session holds (the poller
+  // only reports what the kernel holds).
+  void post_tls_read();
   void try_next_endpoint();
   void on_connected();
   void on_readable();

@@ -79,9 +79,7 @@ void Connection::read_rounds() {
   // Records already decrypted or received wait in the session, where the
   // poller cannot see them: read them on a later turn, as the kernel's
   // readability would for a plain socket.
-  if (tls_ && !paused() && tls_buffered()) {
-    reactor_.post([self = shared_from_this()] { self->on_readable(); });
-  }
+  if (tls_ && !paused() && tls_buffered()) post_tls_read();
   // A buffer that grew for one large message does not stay large.
   if (read_buffer_.capacity() > 4 * read_chunk) read_buffer_.release_if_empty();
   read_buffer_held_ = read_buffer_.capacity() > 0;

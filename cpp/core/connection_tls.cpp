@@ -138,6 +138,12 @@ std::shared_ptr<const tls::PeerInfo> Connection::tls_peer() {
   return tls_peer_;
 }
 
+void Connection::post_tls_read() {
+  reactor_.post([self = shared_from_this()] {
+    if (self->state() != State::closed) self->on_readable();
+  });
+}
+
 bool Connection::tls_buffered() {
   std::lock_guard tls_lock(tls_mutex_);
   return tls_ && tls_->buffered();

@@ -176,7 +176,7 @@ void Connection::update_interest_locked() {
              dispatches_in_flight_ < dispatch_low_water) {
     reading_ = true;
     // What TLS holds decrypted is not the kernel's to report.
-    if (tls_) reactor_.post([self = shared_from_this()] { self->on_readable(); });
+    if (tls_) post_tls_read();
   }
   // Data of an open batch is the loop's to flush; the reactor waits for
   // writability only for what a flush could not write.
