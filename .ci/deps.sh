@@ -18,6 +18,9 @@ if ! /usr/bin/python3 -c "import Ice" >/dev/null 2>&1; then
   apt_install python3-zeroc-ice
 fi
 
+# OpenSSL's headers: the TLS engine (cpp/tls) and ssl endpoints.
+dpkg -s libssl-dev >/dev/null 2>&1 || apt_install libssl-dev openssl
+
 # Ice 3.7's Slice compiler: the Slice parser's tests check that it agrees.
 command -v slice2py >/dev/null || apt_install zeroc-ice-compilers
 

@@ -25,6 +25,7 @@ from .errors import (
     OperationNotExistError,
     ProtocolError,
     ProxyParseError,
+    TLSError,
     UnknownError,
     UnknownLocalError,
     UnknownUserError,
@@ -33,10 +34,12 @@ from .errors import (
 )
 from .identity import Current, Identity, OperationMode
 from .proxy import Proxy
+from .tls import TLS, TLSInfo
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "TLS",
     "AdapterDeactivatedError",
     "AiocommError",
     "AlreadyRegisteredError",
@@ -60,6 +63,8 @@ __all__ = [
     "ProtocolError",
     "Proxy",
     "ProxyParseError",
+    "TLSError",
+    "TLSInfo",
     "UnknownError",
     "UnknownLocalError",
     "UnknownUserError",

@@ -1,4 +1,5 @@
-"""Stringified proxies: ``identity[ -f facet][ -t|-o|...][ -e 1.1]:tcp -h H -p P[:...]``."""
+"""Stringified proxies: ``identity[ -f facet][ -t|-o|...][ -e 1.1]:tcp -h H -p P[:...]``
+(``ssl`` endpoints take the same options)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,11 @@ class Endpoint:
     port: int
     timeout_ms: int | None = None
     compress: bool = False
+    transport: str = "tcp"  # or "ssl"
+
+    @property
+    def secure(self) -> bool:
+        return self.transport == "ssl"
 
     def __str__(self) -> str:
         return format_endpoint(self)
@@ -88,7 +94,7 @@ def parse_endpoint(text: str) -> Endpoint:
     tokens = _tokens(text)
     if not tokens:
         raise ProxyParseError("empty endpoint")
-    if tokens[0] != "tcp":
+    if tokens[0] not in ("tcp", "ssl"):
         raise ProxyParseError(f"unsupported transport {tokens[0]!r} in {text.strip()!r}")
     host, port, timeout, compress = "", None, None, False
     i = 1
@@ -123,7 +129,7 @@ def parse_endpoint(text: str) -> Endpoint:
         i += 2
     if port is None:
         raise ProxyParseError(f"endpoint {text.strip()!r} has no port (-p)")
-    return Endpoint(host or "*", port, timeout, compress)
+    return Endpoint(host or "*", port, timeout, compress, tokens[0])
 
 
 def parse_endpoints(text: str) -> tuple[Endpoint, ...]:
@@ -137,7 +143,7 @@ def format_endpoint(endpoint: Endpoint) -> str:
     host = endpoint.host
     if any(ch in host for ch in ": ") :
         host = f'"{host}"'
-    text = f"tcp -h {host} -p {endpoint.port}"
+    text = f"{endpoint.transport} -h {host} -p {endpoint.port}"
     if endpoint.timeout_ms is not None:
         text += f" -t {endpoint.timeout_ms}"
     if endpoint.compress:

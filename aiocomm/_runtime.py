@@ -35,6 +35,7 @@ from .errors import (
     ObjectNotExistError,
     OperationNotExistError,
     ProtocolError,
+    TLSError,
     UnknownError,
     UnknownLocalError,
     UnknownUserError,
@@ -69,6 +70,7 @@ _FAILURES: dict[int, Callable[[str], BaseException]] = {
     3: ConnectTimeoutError,
     4: lambda text: CommunicatorDestroyedError(text or "the communicator has been destroyed"),
     5: ProtocolError,
+    6: TLSError,
 }
 
 _NOT_EXIST: dict[int, type[ObjectNotExistError | FacetNotExistError | OperationNotExistError]] = {

@@ -19,6 +19,7 @@ from ._runtime import Runtime, current_dispatch
 from .adapter import ObjectAdapter
 from .errors import CommunicatorDestroyedError, ProxyParseError, WrongLoopError
 from .proxy import Proxy
+from .tls import TLS, require_tls
 
 __all__ = ["Communicator"]
 
@@ -168,13 +169,19 @@ class Communicator:
             whenever the loop is blocked for more than about 20 ms. None
             (the default) means on, unless the environment variable
             ``AIOCOMM_LOOP_READS`` is ``0``. False: the I/O threads read
-            everything (the loop does no socket reads at all).
+            everything (the loop does no socket reads at all). TLS
+            connections are always read by the I/O threads.
+        tls: an :class:`aiocomm.TLS` for ``ssl`` endpoints (certificates,
+            trust anchors, verification). Without it, ``ssl`` proxies verify
+            servers against the system's authorities, and ``ssl`` adapters
+            cannot be created.
     """
 
     def __init__(self, *, io_threads: int = 1, idle_timeout: float = 60.0,
                  message_size_max: int = 1 << 20, connect_timeout: float = 10.0,
                  invocation_timeout: float | None = None, close_timeout: float = 10.0,
-                 read_timeout: float = 10.0, loop_reads: bool | None = None) -> None:
+                 read_timeout: float = 10.0, loop_reads: bool | None = None,
+                 tls: TLS | None = None) -> None:
         _check_int("io_threads", io_threads, 1, 256)
         _check_int("message_size_max", message_size_max, 64, (1 << 31) - 1)
         for name, value in (("idle_timeout", idle_timeout), ("connect_timeout", connect_timeout),
@@ -186,6 +193,8 @@ class Communicator:
             loop_reads = os.environ.get("AIOCOMM_LOOP_READS", "1") != "0"
         if not isinstance(loop_reads, bool):
             raise TypeError(f"loop_reads must be a bool, not {type(loop_reads).__name__}")
+        if tls is not None and not isinstance(tls, TLS):
+            raise TypeError(f"tls must be an aiocomm.TLS, not {type(tls).__name__}")
         self._invocation_timeout = invocation_timeout
         self._options = {"io_threads": io_threads, "idle_timeout": idle_timeout,
                          "message_size_max": message_size_max,
@@ -194,9 +203,16 @@ class Communicator:
                          "close_timeout": close_timeout, "read_timeout": read_timeout,
                          "loop_reads": loop_reads}
         self._inbox = _core.Inbox()
-        self._handle = _core.Communicator(self._inbox, io_threads, message_size_max,
-                                          float(idle_timeout), float(connect_timeout),
-                                          float(close_timeout), float(read_timeout), loop_reads)
+        handle = _core.Communicator(self._inbox, io_threads, message_size_max,
+                                    float(idle_timeout), float(connect_timeout),
+                                    float(close_timeout), float(read_timeout), loop_reads)
+        if tls is not None:
+            # Before the communicator exists: a configuration that does not
+            # load leaves nothing to destroy (the handle's dealloc tears down).
+            # TLS connections are always read on the native threads, even
+            # with loop_reads: the loop never runs TLS code.
+            tls._apply(handle)
+        self._handle = handle
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runtime: Runtime | None = None
         self._adapters: list[ObjectAdapter] = []
@@ -266,6 +282,8 @@ class Communicator:
         if self._shutdown:
             raise CommunicatorDestroyedError("the communicator has been shut down")
         parsed = parse_endpoints(endpoints)
+        if any(e.secure for e in parsed):
+            require_tls()
         publish_as = None if published_endpoints is None else parse_endpoints(published_endpoints)
         for endpoint in publish_as or ():
             if endpoint.host in ("*", "0.0.0.0", "::"):  # parse_endpoint gives "*" for none
@@ -276,11 +294,15 @@ class Communicator:
         try:
             for endpoint in parsed:
                 bind_host = "0.0.0.0" if endpoint.host in ("*", "") else endpoint.host
-                core_id, _bound_host, port = self._handle.create_adapter(bind_host, endpoint.port)
+                try:
+                    core_id, _bound_host, port = self._handle.create_adapter(
+                        bind_host, endpoint.port, endpoint.secure)
+                except _core.TLSConfigError as e:
+                    raise ValueError(str(e)) from None
                 core_ids.append(core_id)
                 publish_host = "127.0.0.1" if bind_host == "0.0.0.0" else endpoint.host
                 published.append(Endpoint(publish_host, port, endpoint.timeout_ms,
-                                          endpoint.compress))
+                                          endpoint.compress, endpoint.transport))
         except _core.DestroyedError:
             raise CommunicatorDestroyedError("the communicator has been destroyed") from None
         except BaseException:
@@ -297,6 +319,17 @@ class Communicator:
         self._adapters.append(adapter)
         return adapter
 
+    def reload_tls(self, tls: TLS) -> None:
+        """Replaces the TLS configuration (certificates, trust anchors,
+        verification): connections made or accepted from now on use it,
+        established ones keep theirs. Raises ValueError when it does not load,
+        and the old configuration stays."""
+        if not isinstance(tls, TLS):
+            raise TypeError(f"tls must be an aiocomm.TLS, not {type(tls).__name__}")
+        if self._destroy_begun():
+            raise CommunicatorDestroyedError("the communicator has been destroyed")
+        tls._apply(self._handle)
+
     # ----------------------------------------------------------- clients
 
     def proxy(self, text: str) -> Proxy:
@@ -304,6 +337,8 @@ class Communicator:
         if self._destroy_begun():
             raise CommunicatorDestroyedError("the communicator has been destroyed")
         spec = parse_proxy(text)
+        if any(e.secure for e in spec.endpoints):
+            require_tls()
         return Proxy(self, spec.identity, spec.facet, spec.endpoints,
                      oneway=spec.mode == "oneway")
 

@@ -27,6 +27,7 @@ __all__ = [
     "OperationNotExistError",
     "ProtocolError",
     "ProxyParseError",
+    "TLSError",
     "UnknownError",
     "UnknownLocalError",
     "UnknownUserError",
@@ -89,6 +90,11 @@ class ConnectionRefusedError(AiocommError, builtins.ConnectionRefusedError):
 
 class ConnectionLostError(AiocommError, builtins.ConnectionError):
     """The connection ended before the reply arrived."""
+
+
+class TLSError(AiocommError, builtins.ConnectionError):
+    """A TLS handshake or record failed (the message carries OpenSSL's reason), or
+    TLS is unavailable in this build."""
 
 
 class UserError(AiocommError):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .tls import TLSInfo
+
 if TYPE_CHECKING:
     from .adapter import ObjectAdapter
 
@@ -152,6 +154,15 @@ class Current:
         """The client side of the connection, ``(host, port)``."""
         addresses = self._load_addresses()
         return addresses[1] if addresses else None
+
+    @property
+    def tls(self) -> TLSInfo | None:
+        """The connection's TLS peer and session; None over tcp (or once the
+        connection is gone)."""
+        if self._handle is None:
+            return None
+        info = self._handle.connection_tls(self._connection_id)
+        return None if info is None else TLSInfo(*info)
 
     @property
     def is_oneway(self) -> bool:

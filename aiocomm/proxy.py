@@ -45,8 +45,10 @@ class Proxy:
         self._timeout = timeout
         self._context = _checked_context(context) if context else None
         self._prefix = _core.encode_identity_facet(identity.name, identity.category, facet)
-        key = ":".join(f"{'127.0.0.1' if e.host == '*' else e.host}/{e.port}" for e in endpoints)
-        self._target = _core.Target(key, [(e.host, e.port) for e in endpoints])
+        # The native registry's key of each endpoint (core/outgoing.h).
+        key = ":".join(f"{'127.0.0.1' if e.host == '*' else e.host}/{e.port}"
+                       + ("/ssl" if e.secure else "") for e in endpoints)
+        self._target = _core.Target(key, [(e.host, e.port, e.secure) for e in endpoints])
 
     # -------------------------------------------------------------- calls
 

@@ -169,7 +169,7 @@ async def test_identity_round_trip_with_special_characters(comm: aiocomm.Communi
         "hello:",
         ":tcp -h h -p 1",
         "hello:udp -h h -p 1",
-        "hello:ssl -h h -p 1",
+        "hello:ws -h h -p 1",
         "hello:tcp -h h",
         "hello:tcp -h h -p",
         "hello:tcp -h h -p abc",

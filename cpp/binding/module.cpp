@@ -14,6 +14,9 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "aiocomm native core (private)";
   py::register_exception<aiocomm::core::DestroyedError>(m, "DestroyedError", PyExc_RuntimeError);
   py::register_exception<aiocomm::core::MessageSizeError>(m, "MessageSizeError", PyExc_ValueError);
+  // A TLS configuration that cannot be used (the Python layer re-raises it).
+  py::register_exception<aiocomm::tls::Error>(m, "TLSConfigError", PyExc_ValueError);
+  m.attr("TLS_AVAILABLE") = aiocomm::tls::available();
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);

@@ -162,10 +162,13 @@ Handle::~Handle() {
 
 void bind_communicator(py::module_& m) {
   py::class_<PyTarget>(m, "Target")
-      .def(py::init([](std::string key, const std::vector<std::pair<std::string, int>>& endpoints) {
+      .def(py::init([](std::string key,
+                       const std::vector<std::tuple<std::string, int, bool>>& endpoints) {
              auto target = std::make_shared<core::Target>();
              target->key = std::move(key);
-             for (const auto& [host, port] : endpoints) target->endpoints.push_back({host, port});
+             for (const auto& [host, port, secure] : endpoints) {
+               target->endpoints.push_back({host, port, secure});
+             }
              return PyTarget{std::move(target)};
            }),
            py::arg("key"), py::arg("endpoints"))
@@ -192,11 +195,24 @@ void bind_communicator(py::module_& m) {
            py::arg("idle_timeout"), py::arg("connect_timeout"), py::arg("close_timeout"),
            py::arg("read_timeout"), py::arg("loop_reads") = false)
       .def("create_adapter",
-           [](Handle& self, const std::string& host, int port) {
+           [](Handle& self, const std::string& host, int port, bool secure) {
              // Name resolution may block.
-             auto a = without_gil([&] { return self.core().create_adapter(host, port); });
+             auto a = without_gil([&] { return self.core().create_adapter(host, port, secure); });
              return py::make_tuple(a.id, a.address.host, a.address.port);
-           })
+           },
+           py::arg("host"), py::arg("port"), py::arg("secure") = false)
+      .def("set_tls",
+           [](Handle& self, std::string certfile, std::string keyfile, std::string cafile,
+              std::string password, int verify_peer, bool check_hostname,
+              std::string min_version) {
+             tls::Config config{std::move(certfile), std::move(keyfile), std::move(cafile),
+                                std::move(password), verify_peer, check_hostname,
+                                std::move(min_version)};
+             // Reads files.
+             without_gil([&] { self.core().set_tls(config); });
+           },
+           py::arg("certfile"), py::arg("keyfile"), py::arg("cafile"), py::arg("password"),
+           py::arg("verify_peer"), py::arg("check_hostname"), py::arg("min_version"))
       // Both wait for a reactor thread to close listening sockets: without the GIL.
       .def("deactivate_adapter",
            [](Handle& self, std::uint32_t id) {
@@ -277,6 +293,17 @@ void bind_communicator(py::module_& m) {
            [](Handle& self, std::uint64_t connection_id) { self.core().finish_dispatch(connection_id); })
       .def("abandon_dispatch",
            [](Handle& self, std::uint64_t connection_id) { self.core().abandon_dispatch(connection_id); })
+      .def("connection_tls",
+           [](Handle& self, std::uint64_t connection_id) -> py::object {
+             auto peer = self.core().connection_tls(connection_id);
+             if (!peer) return py::none();
+             py::list names;
+             for (const auto& name : peer->alt_names) names.append(name);
+             return py::make_tuple(
+                 peer->subject, peer->issuer, py::tuple(names),
+                 py::bytes(reinterpret_cast<const char*>(peer->der.data()), peer->der.size()),
+                 peer->cipher, peer->protocol);
+           })
       .def("connection_addresses",
            [](Handle& self, std::uint64_t connection_id) -> py::object {
              auto addresses = self.core().connection_addresses(connection_id);

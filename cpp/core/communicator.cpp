@@ -28,6 +28,8 @@ ErrorCode error_for(CloseKind kind) {
       return ErrorCode::connect_timeout;
     case CloseKind::protocol_error:
       return ErrorCode::protocol;
+    case CloseKind::tls_failed:
+      return ErrorCode::tls;
     default:
       return ErrorCode::connection_lost;
   }
@@ -53,8 +55,12 @@ Reactor& Communicator::pick_reactor() {
 
 // ---------------------------------------------------------------- adapters
 
-AdapterAddress Communicator::create_adapter(const std::string& host, int port) {
+AdapterAddress Communicator::create_adapter(const std::string& host, int port, bool secure) {
   if (destroying()) throw DestroyedError();
+  if (secure && !tls_context()->has_certificate()) {
+    throw tls::Error("an ssl endpoint needs a certificate: give the communicator a TLS "
+                     "configuration with certfile and keyfile");
+  }
   std::uint32_t id;
   {
     std::lock_guard lock(registry_mutex_);
@@ -65,7 +71,7 @@ AdapterAddress Communicator::create_adapter(const std::string& host, int port) {
   AdapterAddress result{id, acceptor->address()};
   {
     std::lock_guard lock(registry_mutex_);
-    adapters_.emplace(id, Adapter{acceptor, false});
+    adapters_.emplace(id, Adapter{acceptor, false, secure});
   }
   reactors_.front()->post([this, acceptor] { reactors_.front()->watch(acceptor->fd(), platform::poll_read, acceptor); });
   return result;
@@ -108,8 +114,21 @@ void Communicator::shutdown() {
 void Communicator::accept(std::uint32_t adapter_id, platform::UniqueFd fd) {
   if (destroying()) return;  // fd closes here
   auto& reactor = pick_reactor();
+  bool secure;
+  {
+    std::lock_guard lock(registry_mutex_);
+    auto it = adapters_.find(adapter_id);
+    if (it == adapters_.end() || it->second.deactivated) return;
+    secure = it->second.secure;
+  }
+  std::shared_ptr<const tls::Context> context;
+  if (secure) {
+    std::lock_guard lock(tls_mutex_);
+    context = tls_;  // the configuration of the moment: a reload applies from here
+  }
   auto connection = std::make_shared<Connection>(*this, reactor, next_connection_id_++,
-                                                 Connection::Role::server, adapter_id, nullptr);
+                                                 Connection::Role::server, adapter_id, nullptr,
+                                                 std::move(context));
   {
     std::lock_guard lock(registry_mutex_);
     auto it = adapters_.find(adapter_id);
@@ -168,7 +187,8 @@ InvokeResult Communicator::invoke(const std::shared_ptr<const Target>& target,
       bool written = false;
       if (send_on(connection, shared, tracking, defer, &written)) return {tracking, written};
       auto [kind, reason] = connection->close_cause();
-      if (attempt == 1 || kind == CloseKind::refused || kind == CloseKind::connect_timeout) {
+      if (attempt == 1 || kind == CloseKind::refused || kind == CloseKind::connect_timeout ||
+          kind == CloseKind::tls_failed) {
         fail(tracking, error_for(kind), reason);
         break;
       }
@@ -225,7 +245,8 @@ void Communicator::on_send_refused(std::int32_t request_id, Connection& closed, 
   auto entry = outgoing_.take(request_id);
   if (!entry) return;
   auto [kind, reason] = closed.close_cause();
-  if (may_retry && kind != CloseKind::refused && kind != CloseKind::connect_timeout) {
+  if (may_retry && kind != CloseKind::refused && kind != CloseKind::connect_timeout &&
+      kind != CloseKind::tls_failed) {
     send_outgoing(request_id, std::move(*entry));
   } else {
     fail(request_id, error_for(kind), reason);
@@ -324,6 +345,33 @@ std::optional<std::pair<platform::Address, platform::Address>> Communicator::con
   return std::make_pair(connection->local_address(), connection->peer_address());
 }
 
+std::shared_ptr<const tls::PeerInfo> Communicator::connection_tls(std::uint64_t connection_id) {
+  std::shared_ptr<Connection> connection;
+  {
+    std::lock_guard lock(registry_mutex_);
+    auto it = connections_.find(connection_id);
+    if (it == connections_.end()) return nullptr;
+    connection = it->second;
+  }
+  return connection->tls_peer();
+}
+
+// ------------------------------------------------------------------- TLS
+
+void Communicator::set_tls(const tls::Config& config) {
+  auto context = tls::Context::create(config);
+  std::lock_guard lock(tls_mutex_);
+  tls_ = std::move(context);
+}
+
+std::shared_ptr<const tls::Context> Communicator::tls_context() {
+  std::lock_guard lock(tls_mutex_);
+  // No configuration given: a client verifies servers against the system's
+  // trust anchors, as Python's ssl.create_default_context() does.
+  if (!tls_) tls_ = tls::Context::create(tls::Config{});
+  return tls_;
+}
+
 // ------------------------------------------------------------ connections
 
 void Communicator::on_client_connected(const std::shared_ptr<Connection>& connection,
@@ -348,15 +396,16 @@ void Communicator::on_connection_closed(const std::shared_ptr<Connection>& conne
   }
   if (kind == CloseKind::protocol_error) {
     log(LogLevel::warning, "closing connection " + std::to_string(connection->id()) + ": " + reason);
-  } else if (kind == CloseKind::idle || kind == CloseKind::lost) {
+  } else if (kind == CloseKind::idle || kind == CloseKind::lost || kind == CloseKind::tls_failed) {
     log(LogLevel::debug, "connection " + std::to_string(connection->id()) + ": " + reason);
   }
   if (connection->role() != Connection::Role::client) return;
 
   // A client writes nothing before the server's validate-connection: if
   // that never came, no request left and all may go again.
+  // A failed TLS handshake is not retried: the next one would fail alike.
   const bool nothing_sent = !connection->was_validated() && kind != CloseKind::refused &&
-                            kind != CloseKind::connect_timeout;
+                            kind != CloseKind::connect_timeout && kind != CloseKind::tls_failed;
   for (auto& [id, outgoing] : outgoing_.take_for_connection(connection->id())) {
     // Requests unanswered at a close-connection were never dispatched, so
     // any of them may go again; after a plain loss only idempotent ones.

@@ -69,7 +69,14 @@ class Communicator final : public ConnectionHost {
 
   // --- object adapters (any thread; non-blocking) ---
   // Binds host:port now (port 0: ephemeral). Throws std::system_error or DestroyedError.
-  AdapterAddress create_adapter(const std::string& host, int port);
+  // `secure`: an ssl endpoint; needs a TLS configuration with a
+  // certificate (set_tls), else throws tls::Error.
+  AdapterAddress create_adapter(const std::string& host, int port, bool secure = false);
+
+  // --- TLS (any thread; loads files, so may block on disk) ---
+  // Replaces the TLS configuration: connections made or accepted from now
+  // on use it, established ones keep theirs. Throws tls::Error.
+  void set_tls(const tls::Config& config);
   // Stops accepting; its connections close gracefully once their dispatches end.
   void deactivate_adapter(std::uint32_t adapter_id);
   // Deactivates every adapter. Idempotent.
@@ -107,6 +114,8 @@ class Communicator final : public ConnectionHost {
   void read_ready_sockets();
   std::optional<std::pair<platform::Address, platform::Address>> connection_addresses(
       std::uint64_t connection_id);
+  // The TLS peer of a connection; null over TCP or once it is gone.
+  std::shared_ptr<const tls::PeerInfo> connection_tls(std::uint64_t connection_id);
 
   // --- lifecycle ---
   // Starts destroy on the lifecycle thread: shutdown, wait for in-flight
@@ -147,13 +156,18 @@ class Communicator final : public ConnectionHost {
   void on_connection_closed(const std::shared_ptr<Connection>& connection, CloseKind kind,
                             const std::string& reason) override;
   void log(LogLevel level, std::string text) override;
+  std::shared_ptr<const tls::Context> tls_context() override;
 
  private:
   enum class Phase : std::uint8_t { alive, destroying, destroyed };
   struct Adapter {
     std::shared_ptr<Acceptor> acceptor;
     bool deactivated = false;
+    bool secure = false;
   };
+  // Guards tls_ (set_tls may race with connections starting).
+  std::mutex tls_mutex_;
+  std::shared_ptr<const tls::Context> tls_;
 
   Reactor& pick_reactor();
   std::shared_ptr<Connection> client_connection(const std::shared_ptr<const Target>& target);

@@ -33,13 +33,15 @@ const std::shared_ptr<const protocol::Bytes>& close_message() {
 }  // namespace
 
 Connection::Connection(ConnectionHost& host, Reactor& reactor, std::uint64_t id, Role role,
-                       std::uint32_t adapter_id, std::shared_ptr<const Target> target)
+                       std::uint32_t adapter_id, std::shared_ptr<const Target> target,
+                       std::shared_ptr<const tls::Context> tls)
     : host_(host),
       reactor_(reactor),
       id_(id),
       role_(role),
       adapter_id_(adapter_id),
-      target_(std::move(target)) {
+      target_(std::move(target)),
+      tls_context_(std::move(tls)) {
   auto now = now_nanos();
   last_read_ = now;
   last_write_ = now;
@@ -86,13 +88,27 @@ void Connection::start_server(platform::UniqueFd fd) {
     fd_ = std::move(fd);
     local_ = platform::local_address(fd_.get());
     peer_ = platform::peer_address(fd_.get());
-    // A server speaks first: validate-connection, then requests may flow.
-    state_ = State::active;
-    enqueue_locked(Queued{validate_message(), 0, 0});
-    want_write_ = true;
-    reactor_.watch(fd_.get(), platform::poll_read | platform::poll_write, shared_from_this());
+    if (tls_context_) {
+      // The client speaks first (its hello); the Ice protocol waits for the
+      // handshake, and connect_timeout bounds it.
+      reactor_.watch(fd_.get(), platform::poll_read, shared_from_this());
+    } else {
+      activate_server();
+      reactor_.watch(fd_.get(), platform::poll_read | platform::poll_write, shared_from_this());
+    }
+  }
+  if (tls_context_) {
+    start_tls("");
+    return;
   }
   offer_to_loop();
+}
+
+void Connection::activate_server() {
+  // A server speaks first: validate-connection, then requests may flow.
+  state_ = State::active;
+  enqueue_locked(Queued{validate_message(), 0, 0});
+  want_write_ = true;
 }
 
 void Connection::begin_connect() {
@@ -155,6 +171,10 @@ void Connection::on_connected() {
 void Connection::on_ready(std::uint32_t bits) {
   State current = state();
   if (current == State::closed) return;
+  if (handshaking_) {
+    handshake_step();
+    return;
+  }
   if (current == State::connecting) {
     int error = platform::connect_error(fd_.get());
     if (error != 0) {
@@ -170,7 +190,14 @@ void Connection::on_ready(std::uint32_t bits) {
       try_next_endpoint();
       return;
     }
-    if (bits & (platform::poll_write | platform::poll_error)) on_connected();
+    if (bits & (platform::poll_write | platform::poll_error)) {
+      const auto& endpoint = target_->endpoints[trying_endpoint_];
+      if (endpoint.secure) {
+        start_tls(endpoint.host);
+      } else {
+        on_connected();
+      }
+    }
     return;
   }
   if ((bits & platform::poll_error) && paused()) {
@@ -309,7 +336,9 @@ void Connection::check_timers(std::chrono::steady_clock::time_point now_point) {
     case State::connecting:
     case State::validating:
       if (now - connect_started_.load() > to_nanos(options.connect_timeout)) {
-        abort(CloseKind::connect_timeout, "connect timed out (" + target_->key + ")");
+        abort(CloseKind::connect_timeout,
+              target_ ? "connect timed out (" + target_->key + ")"
+                      : std::string("the client did not finish the TLS handshake in time"));
       }
       return;
     case State::closing:

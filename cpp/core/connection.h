@@ -26,6 +26,8 @@
 #include "platform/socket.h"
 #include "platform/unique_fd.h"
 #include "protocol/message.h"
+#include "tls/context.h"
+#include "tls/session.h"
 
 namespace aiocomm::core {
 
@@ -41,6 +43,7 @@ enum class CloseKind : std::uint8_t {
   local,             // we closed it (graceful close finished, shutdown, destroy)
   protocol_error,    // the peer sent something malformed or too large
   idle,              // nothing received for the idle timeout
+  tls_failed,        // the TLS handshake or a TLS record failed
 };
 
 // Counters exposed through Communicator.stats(); relaxed atomics.
@@ -78,6 +81,9 @@ class ConnectionHost {
   virtual void on_connection_closed(const std::shared_ptr<Connection>& connection,
                                     CloseKind kind, const std::string& reason) = 0;
   virtual void log(LogLevel level, std::string text) = 0;
+  // Any thread: the TLS configuration new client connections use. Throws
+  // tls::Error (OpenSSL missing, or a default context that cannot load).
+  virtual std::shared_ptr<const tls::Context> tls_context() = 0;
 
  protected:
   ~ConnectionHost() = default;
@@ -89,8 +95,11 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   enum class State : std::uint8_t { connecting, validating, active, closing, closed };
   enum class SendResult : std::uint8_t { written, queued, closed };
 
+  // `tls`: a server connection of an ssl endpoint (a client learns it from
+  // the endpoint it reaches).
   Connection(ConnectionHost& host, Reactor& reactor, std::uint64_t id, Role role,
-             std::uint32_t adapter_id, std::shared_ptr<const Target> target);
+             std::uint32_t adapter_id, std::shared_ptr<const Target> target,
+             std::shared_ptr<const tls::Context> tls = nullptr);
   ~Connection() override;
 
   // Reactor thread: adopt an accepted socket and send validate-connection.
@@ -155,6 +164,8 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   bool dispatching();
   platform::Address local_address();
   platform::Address peer_address();
+  // Any thread: the TLS peer, once the handshake is done; null over TCP.
+  std::shared_ptr<const tls::PeerInfo> tls_peer();
 
  private:
   struct Queued {
@@ -164,6 +175,22 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   };
 
   void start_client();
+  void activate_server();  // mutex_ held: validate-connection goes out
+  // TLS (connection_tls.cpp). The handshake runs on the reactor thread
+  // while state_ is still connecting, so connect_timeout bounds it.
+  void start_tls(const std::string& host);
+  void handshake_step();
+  void finish_handshake();
+  void fail_tls(const std::string& reason);
+  // The socket calls of the read and write paths, through TLS when it is
+  // on. transport_write runs without mutex_ (the writer holds writing_).
+  long transport_read(std::span<std::uint8_t> into);
+  long transport_write(int fd, const iovec* parts, int count);
+  int send_tls_output_locked(int fd);  // tls_mutex_ held; 0, EAGAIN or errno
+  bool tls_buffered();
+  // Any thread: has the reactor read what the session holds (the poller
+  // only reports what the kernel holds).
+  void post_tls_read();
   void try_next_endpoint();
   void on_connected();
   void on_readable();
@@ -283,6 +310,20 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   std::atomic<Nanos> connect_started_{0};
   std::atomic<bool> batch_seen_by_timer_{false};
   std::atomic<bool> read_buffer_held_{false};
+
+  // TLS. tls_ is set once, on the reactor thread before the connection is
+  // active, and lives as long as the connection; tls_mutex_ serializes its
+  // use by the reader and the writer. TLS connections are always read by
+  // the reactor (never handed to the loop).
+  std::shared_ptr<const tls::Context> tls_context_;  // server side, until the handshake
+  std::unique_ptr<tls::Session> tls_;
+  std::mutex tls_mutex_;
+  bool handshaking_ = false;                 // reactor thread only
+  std::vector<std::uint8_t> tls_in_;         // ciphertext from the socket; tls_mutex_
+  std::vector<std::uint8_t> tls_plain_;      // plaintext gathered into records; tls_mutex_
+  std::atomic<bool> tls_output_pending_{false};  // ciphertext the socket did not take
+  std::string read_failure_;                 // a TLS read error (read_mutex_)
+  std::shared_ptr<const tls::PeerInfo> tls_peer_;  // mutex_
 };
 
 }  // namespace aiocomm::core

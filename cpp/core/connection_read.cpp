@@ -46,7 +46,7 @@ void Connection::read_rounds() {
     auto space = read_buffer_.free_space(read_chunk);
     stats.read_calls.fetch_add(1, std::memory_order_relaxed);
     if (reading_on_loop_) stats.loop_read_calls.fetch_add(1, std::memory_order_relaxed);
-    long n = platform::read_some(fd_.get(), space);
+    long n = transport_read(space);
     if (n > 0) {
       read_buffer_.commit(static_cast<std::size_t>(n));
       last_read_ = now_nanos();
@@ -69,9 +69,17 @@ void Connection::read_rounds() {
       return;
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+    if (!read_failure_.empty()) {
+      end_read(CloseKind::tls_failed, "TLSError: " + read_failure_);
+      return;
+    }
     end_read(CloseKind::lost, "connection lost: " + std::string(std::strerror(errno)));
     return;
   }
+  // Records already decrypted or received wait in the session, where the
+  // poller cannot see them: read them on a later turn, as the kernel's
+  // readability would for a plain socket.
+  if (tls_ && !paused() && tls_buffered()) post_tls_read();
   // A buffer that grew for one large message does not stay large.
   if (read_buffer_.capacity() > 4 * read_chunk) read_buffer_.release_if_empty();
   read_buffer_held_ = read_buffer_.capacity() > 0;

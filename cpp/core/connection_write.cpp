@@ -111,7 +111,7 @@ bool Connection::flush_locked(std::unique_lock<std::mutex>& lock, std::vector<Ev
   const int fd = fd_.get();
   auto& stats = host_.connection_stats();
   int error = 0;
-  while (!queue_.empty()) {
+  while (!queue_.empty() || tls_output_pending_.load(std::memory_order_relaxed)) {
     // Only the writer removes from the queue, so these buffers stay put
     // while the lock is released; others may only append.
     iovec parts[max_iov];
@@ -122,7 +122,7 @@ bool Connection::flush_locked(std::unique_lock<std::mutex>& lock, std::vector<Ev
     }
     lock.unlock();
     stats.write_calls.fetch_add(1, std::memory_order_relaxed);
-    long n = platform::write_vector(fd, parts, count);
+    long n = transport_write(fd, parts, count);
     if (n < 0) error = errno;
     lock.lock();
     if (n < 0) {
@@ -175,13 +175,16 @@ void Connection::update_interest_locked() {
   } else if (!reading_ && queued_bytes_ < queue_low_water &&
              dispatches_in_flight_ < dispatch_low_water) {
     reading_ = true;
+    // What TLS holds decrypted is not the kernel's to report.
+    if (tls_) post_tls_read();
   }
   // Data of an open batch is the loop's to flush; the reactor waits for
   // writability only for what a flush could not write.
   // Nor while another thread is writing: its caller settles the interest
   // when the write ends, and a writable socket would wake the reactor in
   // vain until then.
-  bool want = !queue_.empty() && !batch_open_ && !writing_ &&
+  bool want = (!queue_.empty() || tls_output_pending_.load(std::memory_order_relaxed)) &&
+              !batch_open_ && !writing_ &&
               (state_ == State::active || state_ == State::closing);
   bool watch_read = reading_ && (!loop_reads_ || sentinel_armed_);
   if (want == want_write_ && watch_read == read_watched_) return;

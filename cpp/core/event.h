@@ -27,6 +27,7 @@ enum class ErrorCode : std::uint8_t {
   connect_timeout = 3,
   destroyed = 4,
   protocol = 5,
+  tls = 6,  // the TLS handshake or a TLS record failed (OpenSSL's reason in text)
 };
 
 enum class LogLevel : std::uint8_t { debug = 10, info = 20, warning = 30, error = 40 };

@@ -14,7 +14,8 @@
 namespace aiocomm::core {
 
 void Connection::offer_to_loop() {
-  if (!host_.options().loop_reads) return;
+  // TLS records are read on the reactor: the loop never runs TLS code.
+  if (!host_.options().loop_reads || tls_) return;
   std::lock_guard lock(mutex_);
   if (!fd_ || state_ != State::active || loop_watched_ || loop_retired_) return;
   try {

@@ -18,20 +18,24 @@ namespace aiocomm::core {
 
 struct Endpoint {
   Endpoint() = default;
-  Endpoint(std::string host_name, int port_number)
-      : host(std::move(host_name)), port(port_number), key(registry_key(host, port)) {}
+  Endpoint(std::string host_name, int port_number, bool is_secure = false)
+      : host(std::move(host_name)),
+        port(port_number),
+        secure(is_secure),
+        key(registry_key(host, port, secure)) {}
 
   std::string host;
   int port = 0;
+  bool secure = false;  // an ssl endpoint: TLS before the Ice protocol
   // How the endpoint is named in the connection registry, made once: every
   // invocation looks its connection up by it. A one-endpoint target's key
   // (built by the Python layer) is the same string.
   std::string key;
 
  private:
-  static std::string registry_key(const std::string& host, int port) {
+  static std::string registry_key(const std::string& host, int port, bool secure) {
     return (host == "*" || host.empty() ? std::string("127.0.0.1") : host) + "/" +
-           std::to_string(port);
+           std::to_string(port) + (secure ? "/ssl" : "");
   }
 };
 

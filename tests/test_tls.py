@@ -1,0 +1,346 @@
+"""TLS (issue 15, first part): ``ssl`` endpoints with server-only and mutual
+authentication, verification failures as TLSError, and hostile peers of an
+ssl port that close only their own connection. Certificates come from
+tests/make_test_certs.sh, made once per session in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+import aiocomm
+from aiocomm import TLS
+
+pytestmark = pytest.mark.skipif(not aiocomm._core.TLS_AVAILABLE,
+                                reason="aiocomm built without OpenSSL")
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("pki")
+    subprocess.run(["sh", str(HERE / "make_test_certs.sh"), str(directory)], check=True,
+                   capture_output=True, timeout=60)
+    return directory
+
+
+def server_tls(pki: Path, verify_peer: int = 0) -> TLS:
+    return TLS(certfile=pki / "server.pem", keyfile=pki / "server.key", cafile=pki / "ca.pem",
+               verify_peer=verify_peer)
+
+
+class Echo:
+    def echo(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        return payload
+
+
+@pytest.fixture
+async def server(pki: Path) -> AsyncIterator[tuple[aiocomm.Communicator, str]]:
+    """A server-only-authentication ssl server; yields it and its echo proxy string."""
+    comm = aiocomm.Communicator(tls=server_tls(pki), connect_timeout=1.0)
+    try:
+        adapter = comm.create_object_adapter("ssl -h 127.0.0.1 -p 0")
+        proxy = adapter.add(Echo(), "echo")
+        adapter.activate()
+        yield comm, str(proxy)
+    finally:
+        await comm.destroy()
+
+
+async def test_echo_over_tls(pki: Path,
+                             server: tuple[aiocomm.Communicator, str]) -> None:
+    _, text = server
+    assert ":ssl -h 127.0.0.1 -p " in text
+    client = aiocomm.Communicator(tls=TLS(cafile=pki / "ca.pem"))
+    try:
+        proxy = client.proxy(text)
+        assert await proxy.invoke("echo", b"hello") == b"hello"
+        big = bytes(range(256)) * 2000  # several TLS records
+        assert await proxy.invoke("echo", big) == big
+        payloads = [i.to_bytes(4, "little") * 100 for i in range(64)]
+        replies = await asyncio.gather(*(proxy.invoke("echo", p) for p in payloads))
+        assert replies == payloads
+    finally:
+        await client.destroy()
+
+
+async def test_loop_reads_leave_tls_to_the_native_threads(
+        pki: Path, server: tuple[aiocomm.Communicator, str]) -> None:
+    _, text = server
+    client = aiocomm.Communicator(tls=TLS(cafile=pki / "ca.pem"), loop_reads=True)
+    try:
+        proxy = client.proxy(text)
+        for _ in range(20):
+            assert await proxy.invoke("echo", b"x" * 1000) == b"x" * 1000
+        assert client.stats()["loop_read_calls"] == 0
+    finally:
+        await client.destroy()
+
+
+async def test_mutual_authentication(pki: Path) -> None:
+    server = aiocomm.Communicator(tls=server_tls(pki, verify_peer=2), connect_timeout=2.0)
+    with_cert = aiocomm.Communicator(tls=TLS(certfile=pki / "client.pem",
+                                             keyfile=pki / "client-enc.key", password="secret",
+                                             cafile=pki / "ca.pem"))
+    without = aiocomm.Communicator(tls=TLS(cafile=pki / "ca.pem"), connect_timeout=5.0)
+    try:
+        adapter = server.create_object_adapter("ssl -h 127.0.0.1 -p 0")
+        text = str(adapter.add(Echo(), "echo"))
+        adapter.activate()
+        assert await with_cert.proxy(text).invoke("echo", b"signed") == b"signed"
+        with pytest.raises(aiocomm.TLSError, match="certificate") as info:
+            await without.proxy(text).invoke("echo", b"anonymous", timeout=10.0)
+        assert isinstance(info.value, ConnectionError)
+        # The refused client did not disturb the authenticated one.
+        assert await with_cert.proxy(text).invoke("echo", b"again") == b"again"
+    finally:
+        for comm in (with_cert, without, server):
+            await comm.destroy()
+
+
+async def test_wrong_ca_is_refused(pki: Path, server: tuple[aiocomm.Communicator, str]) -> None:
+    _, text = server
+    client = aiocomm.Communicator(tls=TLS(cafile=pki / "other-ca.pem"))
+    try:
+        with pytest.raises(aiocomm.TLSError, match="certificate verify failed"):
+            await client.proxy(text).invoke("echo", b"x", timeout=10.0)
+    finally:
+        await client.destroy()
+
+
+async def test_hostname_is_checked(pki: Path) -> None:
+    server = aiocomm.Communicator(tls=server_tls(pki))
+    client = aiocomm.Communicator(tls=TLS(cafile=pki / "ca.pem"))
+    relaxed = aiocomm.Communicator(tls=TLS(cafile=pki / "ca.pem", check_hostname=False))
+    try:
+        adapter = server.create_object_adapter("ssl -h 0.0.0.0 -p 0")
+        port = _port(str(adapter.add(Echo(), "echo")))
+        adapter.activate()
+        assert await client.proxy(f"echo:ssl -h localhost -p {port}").invoke("echo", b"1") == b"1"
+        # The certificate names localhost and 127.0.0.1, not 127.0.0.2.
+        other = f"echo:ssl -h 127.0.0.2 -p {port}"
+        with pytest.raises(aiocomm.TLSError, match="mismatch"):
+            await client.proxy(other).invoke("echo", b"", timeout=10.0)
+        assert await relaxed.proxy(other).invoke("echo", b"ok", timeout=10.0) == b"ok"
+    finally:
+        for comm in (client, relaxed, server):
+            await comm.destroy()
+
+
+async def test_tls_client_to_a_tcp_server_fails_with_tls_error(pki: Path) -> None:
+    plain = aiocomm.Communicator()
+    client = aiocomm.Communicator(tls=TLS(cafile=pki / "ca.pem"), connect_timeout=5.0)
+    try:
+        adapter = plain.create_object_adapter("tcp -h 127.0.0.1 -p 0")
+        adapter.add(Echo(), "echo")
+        adapter.activate()
+        port = int(adapter.endpoints[0].rsplit("-p ", 1)[1].split()[0])
+        with pytest.raises(aiocomm.TLSError):
+            await client.proxy(f"echo:ssl -h 127.0.0.1 -p {port}").invoke("echo", b"", timeout=10)
+    finally:
+        await client.destroy()
+        await plain.destroy()
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> float | None:
+    """Reads until the peer closes; the time it took, or None if it did not."""
+    sock.settimeout(0.2)
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        try:
+            if sock.recv(65536) == b"":
+                return time.monotonic() - start
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            return time.monotonic() - start
+    return None
+
+
+async def _serve_while(pki: Path, text: str, hostile: socket.socket,
+                       seconds: float) -> float | None:
+    """Echoes over TLS from another client while waiting for `hostile` to be closed."""
+    client = aiocomm.Communicator(tls=TLS(cafile=pki / "ca.pem"))
+    try:
+        proxy = client.proxy(text)
+        waiting = asyncio.create_task(asyncio.to_thread(_closed_within, hostile, seconds))
+        while not waiting.done():
+            assert await proxy.invoke("echo", b"still served", timeout=10.0) == b"still served"
+            await asyncio.sleep(0.05)
+        return await waiting
+    finally:
+        await client.destroy()
+
+
+def _port(text: str) -> int:
+    return int(text.rsplit("-p ", 1)[1].split()[0])
+
+
+async def test_plain_bytes_to_an_ssl_port_close_only_that_connection(
+        pki: Path, server: tuple[aiocomm.Communicator, str]) -> None:
+    _, text = server
+    with socket.create_connection(("127.0.0.1", _port(text))) as hostile:
+        # An Ice validate-connection, as a plain tcp peer would speak first.
+        hostile.sendall(b"IceP\x01\x00\x01\x00\x03\x00\x0e\x00\x00\x00" * 4)
+        took = await _serve_while(pki, text, hostile, 10.0)
+    assert took is not None and took < 5.0
+
+
+async def test_a_stalled_handshake_is_closed_after_connect_timeout(
+        pki: Path, server: tuple[aiocomm.Communicator, str]) -> None:
+    _, text = server  # connect_timeout=1.0
+    with socket.create_connection(("127.0.0.1", _port(text))) as hostile:
+        # Half a ClientHello record: the header promises more than comes.
+        hostile.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+        took = await _serve_while(pki, text, hostile, 20.0)
+    # connect_timeout (1 s) plus the timer's scan; generous for a loaded machine.
+    assert took is not None and 0.5 < took < 10.0
+
+
+async def test_an_ssl_endpoint_needs_a_certificate() -> None:
+    comm = aiocomm.Communicator()
+    try:
+        with pytest.raises(ValueError, match="certificate"):
+            comm.create_object_adapter("ssl -h 127.0.0.1 -p 0")
+    finally:
+        await comm.destroy()
+
+
+def test_configuration_errors(pki: Path) -> None:
+    with pytest.raises(ValueError, match=r"missing\.pem"):
+        aiocomm.Communicator(tls=TLS(certfile=pki / "missing.pem"))
+    with pytest.raises(ValueError, match="verify_peer"):
+        TLS(verify_peer=3)
+    with pytest.raises(ValueError, match="min_version"):
+        TLS(min_version="SSLv3")
+    with pytest.raises(TypeError):
+        aiocomm.Communicator(tls="yes")  # type: ignore[arg-type]
+
+
+def test_ssl_endpoints_parse_and_format() -> None:
+    from aiocomm._proxy_string import parse_proxy
+
+    spec = parse_proxy("a:ssl -h example.com -p 4064 -t 5000:tcp -h example.com -p 4063")
+    assert [e.transport for e in spec.endpoints] == ["ssl", "tcp"]
+    assert str(spec.endpoints[0]) == "ssl -h example.com -p 4064 -t 5000"
+
+
+class WhoIsCalling:
+    def who(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        info = current.tls
+        if info is None:
+            return b"tcp"
+        assert info.der[:1] in (b"", b"\x30")  # a DER SEQUENCE, or none at all
+        return "|".join([info.subject, info.issuer, ",".join(info.subject_alt_names),
+                         info.protocol, str(bool(info.cipher)), str(len(info.der) > 0)]).encode()
+
+
+async def test_current_tls_tells_who_is_calling(pki: Path) -> None:
+    server = aiocomm.Communicator(tls=server_tls(pki, verify_peer=1))
+    signed = aiocomm.Communicator(tls=TLS(certfile=pki / "client.pem", keyfile=pki / "client.key",
+                                          cafile=pki / "ca.pem"))
+    anonymous = aiocomm.Communicator(tls=TLS(cafile=pki / "ca.pem"))
+    try:
+        adapter = server.create_object_adapter("ssl -h 127.0.0.1 -p 0:tcp -h 127.0.0.1 -p 0")
+        ssl_text, tcp_text = str(adapter.add(WhoIsCalling(), "who")).split(":", 1)[1].split(":")
+        adapter.activate()
+        got = await signed.proxy(f"who:{ssl_text}").invoke("who")
+        assert got == b"CN=client|CN=aiocomm test CA||TLSv1.3|True|True"
+        # verify_peer=1 asks but does not require: no certificate, no subject.
+        got = await anonymous.proxy(f"who:{ssl_text}").invoke("who")
+        assert got == b"|||TLSv1.3|True|False"
+        assert await anonymous.proxy(f"who:{tcp_text}").invoke("who") == b"tcp"
+    finally:
+        for comm in (signed, anonymous, server):
+            await comm.destroy()
+
+
+async def test_reload_tls_applies_to_new_connections(pki: Path) -> None:
+    server = aiocomm.Communicator(tls=server_tls(pki))
+    first = aiocomm.Communicator(tls=TLS(cafile=pki / "ca.pem"))
+    later = aiocomm.Communicator(tls=TLS(cafile=pki / "ca.pem"))
+    try:
+        adapter = server.create_object_adapter("ssl -h 127.0.0.1 -p 0")
+        text = str(adapter.add(Echo(), "echo"))
+        adapter.activate()
+        assert await first.proxy(text).invoke("echo", b"1") == b"1"
+        with pytest.raises(ValueError, match=r"missing\.pem"):
+            server.reload_tls(TLS(certfile=pki / "missing.pem"))
+        server.reload_tls(TLS(certfile=pki / "other-server.pem", keyfile=pki / "other-server.key",
+                              verify_peer=0))
+        # The established connection keeps its session...
+        assert await first.proxy(text).invoke("echo", b"2") == b"2"
+        # ...a new one meets the new certificate, which `later` does not trust.
+        with pytest.raises(aiocomm.TLSError, match="certificate verify failed"):
+            await later.proxy(text).invoke("echo", b"3", timeout=10.0)
+    finally:
+        for comm in (first, later, server):
+            await comm.destroy()
+
+
+async def test_a_garbage_client_hello_closes_only_that_connection(
+        pki: Path, server: tuple[aiocomm.Communicator, str]) -> None:
+    _, text = server
+    with socket.create_connection(("127.0.0.1", _port(text))) as hostile:
+        # A handshake record whose ClientHello is noise.
+        body = bytes((i * 37 + 11) % 256 for i in range(200))
+        hostile.sendall(b"\x16\x03\x01" + len(body).to_bytes(2, "big") + body)
+        took = await _serve_while(pki, text, hostile, 10.0)
+    assert took is not None and took < 5.0
+
+
+async def test_an_expired_server_certificate_is_refused(pki: Path) -> None:
+    server = aiocomm.Communicator(tls=TLS(certfile=pki / "expired.pem",
+                                          keyfile=pki / "expired.key", verify_peer=0))
+    client = aiocomm.Communicator(tls=TLS(cafile=pki / "ca.pem"))
+    try:
+        adapter = server.create_object_adapter("ssl -h 127.0.0.1 -p 0")
+        text = str(adapter.add(Echo(), "echo"))
+        adapter.activate()
+        with pytest.raises(aiocomm.TLSError, match="expired"):
+            await client.proxy(text).invoke("echo", b"", timeout=10.0)
+    finally:
+        await client.destroy()
+        await server.destroy()
+
+
+async def test_a_client_certificate_of_another_ca_is_refused(pki: Path) -> None:
+    server = aiocomm.Communicator(tls=server_tls(pki, verify_peer=2))
+    stranger = aiocomm.Communicator(tls=TLS(certfile=pki / "other-client.pem",
+                                            keyfile=pki / "other-client.key",
+                                            cafile=pki / "ca.pem"))
+    member = aiocomm.Communicator(tls=TLS(certfile=pki / "client.pem",
+                                          keyfile=pki / "client.key", cafile=pki / "ca.pem"))
+    try:
+        adapter = server.create_object_adapter("ssl -h 127.0.0.1 -p 0")
+        text = str(adapter.add(Echo(), "echo"))
+        adapter.activate()
+        with pytest.raises(aiocomm.TLSError, match="unknown ca"):
+            await stranger.proxy(text).invoke("echo", b"", timeout=10.0)
+        assert await member.proxy(text).invoke("echo", b"member") == b"member"
+    finally:
+        for comm in (stranger, member, server):
+            await comm.destroy()
+
+
+async def test_many_large_calls_in_flight(pki: Path,
+                                          server: tuple[aiocomm.Communicator, str]) -> None:
+    # Enough bytes at once that sockets fill and ciphertext waits its turn.
+    _, text = server
+    client = aiocomm.Communicator(tls=TLS(cafile=pki / "ca.pem"))
+    try:
+        proxy = client.proxy(text)
+        payloads = [bytes([i]) * (200_000 + i) for i in range(24)]
+        replies = await asyncio.gather(*(proxy.invoke("echo", p, timeout=30.0)
+                                         for p in payloads))
+        assert replies == payloads
+    finally:
+        await client.destroy()
