@@ -41,8 +41,10 @@ echo "sdist: $sdist builds $(ls "$out"/from-sdist)"
 
 venv=$out/venv
 python3 -m venv "$venv"
+# The test extra's dependencies (pyproject.toml), from the index; mypy checks
+# a typed client against the installed package's stubs.
 "$venv/bin/python" -m pip install -q "pytest>=8" "pytest-asyncio>=0.24" "pytest-timeout>=2.3" \
-  "uvloop>=0.19"
+  "uvloop>=0.19" "ruff>=0.6" "mypy>=1.10"
 # PATH is an empty directory while the wheel installs: no cc, c++, cmake or
 # ninja to fall back on (the interpreter is named by its full path).
 bare=$out/bare-path
