@@ -34,6 +34,7 @@ from .errors import (
     MessageSizeError,
     ObjectNotExistError,
     OperationNotExistError,
+    PermissionDeniedError,
     ProtocolError,
     TLSError,
     UnknownError,
@@ -102,6 +103,8 @@ def reply_error(status: int, payload: bytes, detail: Any) -> BaseException:
     unknown = _UNKNOWN.get(status)
     if unknown is not None:
         return unknown(str(detail or ""))
+    if status == PermissionDeniedError.status:
+        return PermissionDeniedError(str(detail or ""))
     return DispatchError(str(detail or ""), status=status)
 
 
@@ -391,6 +394,8 @@ class Runtime:
                 f"object '{current.identity}' does not exist", identity=current.identity,
                 facet=current.facet, operation=current.operation))
             return
+        if adapter._authorize is not None and not self._authorized(handle, adapter, current):
+            return
         self._dispatch_started(current)
         token = current_dispatch.set(current)
         try:
@@ -401,6 +406,34 @@ class Runtime:
             self._settle(handle, current, result, error)
         finally:
             current_dispatch.reset(token)
+
+    def _authorized(self, handle: _core.Communicator, adapter: ObjectAdapter,
+                    current: Current) -> bool:
+        """Asks the adapter's authorize hook about a request; a refusal is
+        answered here with PermissionDeniedError. Fails closed: a hook that
+        raises refuses (and is logged), and the caller learns nothing of why.
+        Raises only KeyboardInterrupt and SystemExit, after the answer."""
+        try:
+            verdict = adapter._authorize(current) if adapter._authorize is not None else True
+        except PermissionDeniedError as refusal:
+            self._answer(handle, current, error=refusal)
+            return False
+        except BaseException as exc:
+            logger.error("the authorize hook of adapter %r raised for %r on %s; refused",
+                         adapter.name, current.operation, current.identity, exc_info=exc)
+            self._answer(handle, current, error=PermissionDeniedError("not authorized"))
+            if isinstance(exc, _INTERRUPTS):
+                raise
+            return False
+        if verdict is True:
+            return True
+        if verdict is not False:
+            if isinstance(verdict, Coroutine):
+                verdict.close()  # never awaited: the hook must answer at once
+            logger.error("the authorize hook of adapter %r returned %s, not a bool; refused",
+                         adapter.name, type(verdict).__name__)
+        self._answer(handle, current, error=PermissionDeniedError("not authorized"))
+        return False
 
     def _settle(self, handle: _core.Communicator, current: Current, result: Any,
                 error: BaseException | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._proxy_string import Endpoint, format_endpoint
@@ -36,8 +37,11 @@ class ObjectAdapter:
     """
 
     def __init__(self, communicator: Communicator, runtime: Runtime, name: str,
-                 core_ids: list[int], published: tuple[Endpoint, ...]) -> None:
+                 core_ids: list[int], published: tuple[Endpoint, ...],
+                 authorize: Callable[[Current], bool] | None = None) -> None:
         self._communicator = weakref.ref(communicator)
+        # Asked before every dispatch (see Runtime._authorized).
+        self._authorize = authorize
         self._runtime = runtime
         self._name = name
         self._core_ids = core_ids
@@ -130,7 +134,9 @@ class ObjectAdapter:
         try:
             self._runtime.dispatch_held(handle, self, held)
         finally:
-            if self._active and not self._deactivated:
+            # The native dispatch has no authorize step: an adapter with a
+            # hook is dispatched by the runtime, which asks it first.
+            if self._active and not self._deactivated and self._authorize is None:
                 for core_id in self._core_ids:
                     self._runtime.inbox.activate_adapter(core_id, self, self._servants)
 

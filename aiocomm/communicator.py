@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import itertools
 import os
 import threading
 import traceback
 import warnings
-from collections.abc import Awaitable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
 from typing import Any
 
@@ -18,6 +19,7 @@ from ._proxy_string import Endpoint, parse_endpoints, parse_proxy
 from ._runtime import Runtime, current_dispatch
 from .adapter import ObjectAdapter
 from .errors import CommunicatorDestroyedError, ProxyParseError, WrongLoopError
+from .identity import Current
 from .proxy import Proxy
 from .tls import TLS, require_tls
 
@@ -263,7 +265,9 @@ class Communicator:
 
     def create_object_adapter(self, endpoints: str = "tcp -h 127.0.0.1 -p 0", *,
                               name: str | None = None,
-                              published_endpoints: str | None = None) -> ObjectAdapter:
+                              published_endpoints: str | None = None,
+                              authorize: Callable[[Current], bool] | None = None
+                              ) -> ObjectAdapter:
         """Creates an object adapter listening on ``endpoints`` (bound at once; ``-p 0``
         picks a free port). Activate it to start dispatching.
 
@@ -272,12 +276,25 @@ class Communicator:
         ``127.0.0.1``. A server that clients on other hosts reach gives
         ``published_endpoints`` (Ice's ``PublishedEndpoints``), e.g.
         ``"tcp -h server.example.com -p 0"``; ``-p 0`` there stands for the
-        port the adapter bound (its first endpoint's)."""
+        port the adapter bound (its first endpoint's).
+
+        ``authorize(current) -> bool``, when given, is called before every
+        dispatch (built-in operations included) with the request's
+        :class:`~aiocomm.Current` (``current.tls`` says who is calling over
+        TLS). ``True`` dispatches; ``False``, or raising
+        :class:`~aiocomm.PermissionDeniedError`, refuses, and the caller gets
+        ``PermissionDeniedError`` (reply status 9, Ice 3.8's ``Unauthorized``).
+        It must answer at once (no ``async def``); a hook that raises
+        anything else, or returns a non-bool, refuses too and is logged."""
         if not isinstance(endpoints, str):
             raise TypeError(f"endpoints must be a str, not {type(endpoints).__name__}")
         if published_endpoints is not None and not isinstance(published_endpoints, str):
             raise TypeError("published_endpoints must be a str or None, not "
                             f"{type(published_endpoints).__name__}")
+        if authorize is not None and (not callable(authorize)
+                                      or inspect.iscoroutinefunction(authorize)):
+            raise TypeError("authorize must be a plain callable taking current and returning "
+                            f"a bool, not {authorize!r}")
         runtime = self._runtime_for_call()
         if self._shutdown:
             raise CommunicatorDestroyedError("the communicator has been shut down")
@@ -313,7 +330,7 @@ class Communicator:
             port = published[0].port
             published = [e if e.port else dataclasses.replace(e, port=port) for e in publish_as]
         adapter = ObjectAdapter(self, runtime, name or f"adapter-{next(_adapter_names)}",
-                                core_ids, tuple(published))
+                                core_ids, tuple(published), authorize)
         for core_id in core_ids:
             runtime.adapters[core_id] = adapter
         self._adapters.append(adapter)

@@ -25,6 +25,7 @@ __all__ = [
     "NotRegisteredError",
     "ObjectNotExistError",
     "OperationNotExistError",
+    "PermissionDeniedError",
     "ProtocolError",
     "ProxyParseError",
     "TLSError",
@@ -174,3 +175,10 @@ class UnknownUserError(UnknownError):
     """The servant raised a user exception the server could not marshal (reply status 6)."""
 
     status = 6
+
+
+class PermissionDeniedError(DispatchError):
+    """The server's adapter refused the request (its ``authorize`` hook said no):
+    reply status 9, which Ice 3.8 defines as ``Unauthorized``."""
+
+    status = 9

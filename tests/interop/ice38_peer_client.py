@@ -294,6 +294,16 @@ def scenario_errors_status(c: Context) -> None:
     check(invoke_ok(c.prx, "echo", b"after") == b"after", "echo after statuses failed")
 
 
+def scenario_unauthorized(c: Context) -> None:
+    """An aiocomm adapter whose authorize hook refuses "echo" (and allows the rest)."""
+    ex = expect_raise(Ice.DispatchException, lambda: invoke(c.prx, "echo", b"x"), "echo refused")
+    check(ex.replyStatus == Ice.ReplyStatus.Unauthorized.value,
+          f"refused echo: replyStatus {ex.replyStatus}")
+    c.info["unauthorized_text"] = str(ex)
+    c.checks.append("status9_unauthorized")
+    check(invoke_ok(c.prx, "get_count") is not None, "an allowed call after the refusal failed")
+
+
 def _get_count(prx: Any) -> int:
     out = invoke_ok(prx, "get_count")
     check(len(out) == 4, f"get_count returned {out!r}")
@@ -422,6 +432,7 @@ SCENARIOS: dict[str, Callable[[Context], Any]] = {
     "errors": scenario_errors,
     "errors_local": scenario_errors_local,
     "errors_status": scenario_errors_status,
+    "unauthorized": scenario_unauthorized,
     "oneway": scenario_oneway,
     "batch": scenario_batch,
     "concurrent": scenario_concurrent,

@@ -442,7 +442,9 @@ ERROR_CASES = [
     ("test", None, "fail_unknown_user", b"", "UnknownUserError", 6, UNKNOWN_USER_TEXT),
     ("test", None, "fail_unknown", b"", "UnknownError", 7, UNKNOWN_TEXT),
     *(
-        ("test", None, "fail_status", struct.pack("<i", s), "DispatchError", s, f"fail_status {s}")
+        # Ice 3.8's Unauthorized (9) is PermissionDeniedError, a DispatchError.
+        ("test", None, "fail_status", struct.pack("<i", s),
+         "PermissionDeniedError" if s == 9 else "DispatchError", s, f"fail_status {s}")
         for s in EXTRA_STATUSES
     ),
 ]
@@ -654,6 +656,23 @@ async def test_ice38_client_errors(aiocomm_server: AiocommServer, scenario: str)
     }[scenario]
     for status in expected:
         assert any(c.startswith(f"status{status}_") for c in result["checks"]), result["checks"]
+
+
+async def test_ice38_client_sees_an_authorize_refusal_as_unauthorized(
+        comm: aiocomm.Communicator) -> None:
+    ice38_python()
+    servant = EchoServant()
+    adapter = comm.create_object_adapter(
+        "tcp -h 127.0.0.1 -p 0", authorize=lambda current: current.operation != "echo")
+    proxy = adapter.add(servant, "test")
+    adapter.activate()
+    try:
+        result = await run_ice38_client(str(proxy), "unauthorized")
+    finally:
+        await adapter.destroy()
+    assert "status9_unauthorized" in result["checks"]
+    assert "not authorized" in result["info"]["unauthorized_text"]
+    assert servant.contexts == []  # echo never ran
 
 
 async def test_ice38_client_oneway(aiocomm_server: AiocommServer) -> None:
