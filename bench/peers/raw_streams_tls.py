@@ -4,7 +4,7 @@
 ``ca.pem`` and checks the address), and both ends coalescing the frames of one loop
 iteration into one write. The TLS record layer runs in the event loop (asyncio's
 ``SSLProtocol`` or uvloop's), and it costs per write: one record and one send per frame
-(``raw_streams_tls_unbatched``) runs 3-6x slower at 64 in flight.
+(``raw_streams_tls_unbatched``) runs several times slower at 64 in flight.
 """
 
 from __future__ import annotations
