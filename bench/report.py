@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench.peers import PEERS, SUBJECT
+from bench.peers import PEERS, SUBJECT, PeerSpec
 from bench.runner import Cell, Results
 
 RATIO_LABEL = "aiocomm/peer"
@@ -17,12 +17,16 @@ RATIO_NOTE = (
 ORDER = {spec.name: index for index, spec in enumerate(PEERS)}
 
 
+def _order(peers: tuple[PeerSpec, ...]) -> dict[str, int]:
+    return {spec.name: index for index, spec in enumerate(peers)}
+
+
 def _key(cell: Cell) -> tuple[str, int, int]:
     return cell.loop, cell.payload, cell.inflight
 
 
-def _sorted(cells: list[Cell]) -> list[Cell]:
-    return sorted(cells, key=lambda c: (c.loop, c.payload, c.inflight, ORDER.get(c.peer, 99)))
+def _sorted(cells: list[Cell], order: dict[str, int] = ORDER) -> list[Cell]:
+    return sorted(cells, key=lambda c: (c.loop, c.payload, c.inflight, order.get(c.peer, 99)))
 
 
 def _size(payload: int) -> str:
@@ -38,8 +42,14 @@ def _megabytes(cell: Cell) -> str:
     return "-" if cell.rps is None else f"{cell.rps * cell.payload / 1e6:,.1f}"
 
 
-def format_table(results: Results) -> str:
-    subject = {_key(c): c.rps for c in results.cells if c.peer == SUBJECT and c.status == "ok"}
+def format_table(results: Results, subject_name: str = SUBJECT,
+                 peers: tuple[PeerSpec, ...] = PEERS) -> str:
+    """The table; the ratio column divides ``subject_name``'s req/s by each peer's,
+    rows in the order of ``peers`` (bench.tls: aiocomm_tls against TLS_PEERS)."""
+    order = _order(peers)
+    subject = {_key(c): c.rps for c in results.cells
+               if c.peer == subject_name and c.status == "ok"}
+    ratio_label = RATIO_LABEL.replace(SUBJECT, subject_name)
     header = [
         "peer",
         "loop",
@@ -49,18 +59,18 @@ def format_table(results: Results) -> str:
         "MB/s",
         "p50 µs",
         "p99 µs",
-        RATIO_LABEL,
+        ratio_label,
         "note",
     ]
     rows: list[list[str]] = []
     previous: tuple[str, int, int] | None = None
-    for cell in _sorted(results.cells):
+    for cell in _sorted(results.cells, order):
         if previous is not None and _key(cell) != previous:
             rows.append([])
         previous = _key(cell)
         ratio = "-"
         base = subject.get(_key(cell))
-        if cell.peer == SUBJECT and cell.status == "ok":
+        if cell.peer == subject_name and cell.status == "ok":
             ratio = "(self)"
         elif base and cell.rps:
             ratio = f"{base / cell.rps:.2f}x"
@@ -91,9 +101,9 @@ def format_table(results: Results) -> str:
 
     out = [line(header), line(["-" * w for w in widths])]
     out += [line(r) if r else "" for r in rows]
-    out += ["", RATIO_NOTE]
-    out += _round_notes(results)
-    out += _counter_notes(results)
+    out += ["", RATIO_NOTE.replace(SUBJECT, subject_name)]
+    out += _round_notes(results, subject_name, order)
+    out += _counter_notes(results, subject_name, order)
     out += _notes(results)
     return "\n".join(out)
 
@@ -103,24 +113,26 @@ COUNTERS = (("native_gil_acquisitions", "GIL takes"), ("inbox_wakeups", "loop wa
             ("write_calls", "writes"), ("read_calls", "reads"))
 
 
-def _round_notes(results: Results) -> list[str]:
+def _round_notes(results: Results, subject: str = SUBJECT,
+                 order: dict[str, int] = ORDER) -> list[str]:
     repeat = int(results.config.get("repeat", 1))
     if repeat <= 1:
         return []
-    out = ["", f"Each cell is the median of {repeat} interleaved rounds; {SUBJECT}'s rounds "
+    out = ["", f"Each cell is the median of {repeat} interleaved rounds; {subject}'s rounds "
            "(req/s, in order; every peer's are in the JSON):"]
-    for c in _sorted([c for c in results.cells if c.peer == SUBJECT and c.runs]):
+    for c in _sorted([c for c in results.cells if c.peer == subject and c.runs], order):
         out.append(f"  {c.loop} {_size(c.payload)} x{c.inflight}: "
                    + " ".join(_number(rps) for rps in c.runs))
     return out
 
 
-def _counter_notes(results: Results) -> list[str]:
-    rows = [c for c in _sorted(results.cells)
-            if c.peer == SUBJECT and c.status == "ok" and c.counters and c.requests]
+def _counter_notes(results: Results, subject: str = SUBJECT,
+                   order: dict[str, int] = ORDER) -> list[str]:
+    rows = [c for c in _sorted(results.cells, order)
+            if c.peer == subject and c.status == "ok" and c.counters and c.requests]
     if not rows:
         return []
-    out = ["", f"{SUBJECT} client counters per 1000 requests (comm.stats(), measured window):"]
+    out = ["", f"{subject} client counters per 1000 requests (comm.stats(), measured window):"]
     for c in rows:
         per = {label: 1000 * c.counters.get(key, 0) / (c.requests or 1) for key, label in COUNTERS}
         text = ", ".join(f"{label} {value:.1f}" for label, value in per.items())
@@ -157,7 +169,7 @@ def write_json(results: Results, path: Path) -> None:
     path.write_text(json.dumps(results.to_json(), indent=2) + "\n")
 
 
-def write_png(results: Results, path: Path) -> str:
+def write_png(results: Results, path: Path, peers_order: tuple[PeerSpec, ...] = PEERS) -> str:
     """Draw req/s bars per peer; returns a line saying what happened."""
     try:
         import matplotlib
@@ -172,7 +184,8 @@ def write_png(results: Results, path: Path) -> str:
     loops = sorted({c.loop for c in ok})
     payloads = sorted({c.payload for c in ok})
     inflights = sorted({c.inflight for c in ok})
-    peers = sorted({c.peer for c in ok}, key=lambda name: ORDER.get(name, 99))
+    order = _order(peers_order)
+    peers = sorted({c.peer for c in ok}, key=lambda name: order.get(name, 99))
     by_key = {(c.peer, c.loop, c.payload, c.inflight): c for c in ok}
     figure, axes = plt.subplots(
         len(loops), len(payloads), squeeze=False, figsize=(5.5 * len(payloads), 3.8 * len(loops))

@@ -42,6 +42,8 @@ class Config:
     # median round. A shared VM's speed drifts by 2x within minutes, and
     # interleaving lets every peer meet the same slow and fast phases.
     repeat: int = 1
+    # Given to every peer process, server and client (bench.tls: ["--tls", DIR]).
+    peer_args: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -317,7 +319,7 @@ def run_pair(spec: PeerSpec, status: PeerStatus, loop: str, config: Config) -> l
     module = f"bench.peers.{spec.name}"
     client_budget = len(wanted) * (config.seconds + config.warmup) + SLACK
     server = _Server(
-        [status.python, "-m", module, "server", "--loop", loop],
+        [status.python, "-m", module, "server", "--loop", loop, *config.peer_args],
         lifetime=START_TIMEOUT + client_budget + 30,
     )
     try:
@@ -346,6 +348,7 @@ def run_pair(spec: PeerSpec, status: PeerStatus, loop: str, config: Config) -> l
             repr(config.warmup),
             "--max-seconds",
             f"{client_budget + 10:.0f}",
+            *config.peer_args,
         ]
         returncode, out, err = _run_client(argv, client_budget + 15)
         server_note = server.died()
@@ -407,6 +410,7 @@ def run(config: Config) -> Results:
             "seconds": config.seconds,
             "warmup": config.warmup,
             "repeat": config.repeat,
+            **({"peer_args": config.peer_args} if config.peer_args else {}),
             "runner_python": sys.executable,
             "cpus": os.cpu_count(),
         },

@@ -64,12 +64,43 @@ PEERS: tuple[PeerSpec, ...] = (
     ),
 )
 
+# python -m bench.tls (issue 15): every process gets --tls DIR, the test PKI's certificates.
+TLS_PEERS: tuple[PeerSpec, ...] = (
+    PeerSpec(
+        "aiocomm_tls",
+        "aiocomm",
+        "aiocomm",
+        "the headline over an ssl endpoint, server-only authentication",
+    ),
+    PeerSpec(
+        "aiocomm",
+        "aiocomm",
+        "aiocomm",
+        "the headline over tcp: what TLS costs aiocomm",
+    ),
+    PeerSpec(
+        "raw_streams_tls",
+        "asyncio",
+        "(stdlib)",
+        "raw_streams over asyncio's TLS (start_server / open_connection with ssl=), "
+        "each loop iteration's frames in one write: the baseline of the target",
+    ),
+    PeerSpec(
+        "raw_streams_tls_unbatched",
+        "asyncio",
+        "(stdlib)",
+        "the same with one write (one TLS record, one send) per frame, as raw_streams",
+    ),
+    PeerSpec("grpc_aio_tls", "grpc.aio", "grpcio", "grpc_aio with ssl credentials"),
+)
+
 BASELINE = "raw_streams"
 SUBJECT = "aiocomm"
+TLS_SUBJECT = "aiocomm_tls"
 
 
 def by_name(name: str) -> PeerSpec:
-    for spec in PEERS:
+    for spec in (*PEERS, *TLS_PEERS):
         if spec.name == name:
             return spec
     raise KeyError(name)

@@ -33,21 +33,25 @@ def port_of(endpoint: str) -> int:
 
 
 @contextlib.asynccontextmanager
-async def serve(host: str, servant: object | None = None,
-                loop_reads: bool | None = None) -> AsyncIterator[int]:
-    async with aiocomm.Communicator(loop_reads=loop_reads,
-                                    message_size_max=MESSAGE_SIZE_MAX) as communicator:
-        adapter = communicator.create_object_adapter(f"tcp -h {host} -p 0")
+async def serve(host: str, servant: object | None = None, loop_reads: bool | None = None,
+                tls: aiocomm.TLS | None = None) -> AsyncIterator[int]:
+    """With ``tls`` the adapter listens on an ``ssl`` endpoint instead of ``tcp``."""
+    async with aiocomm.Communicator(loop_reads=loop_reads, message_size_max=MESSAGE_SIZE_MAX,
+                                    tls=tls) as communicator:
+        transport = "tcp" if tls is None else "ssl"
+        adapter = communicator.create_object_adapter(f"{transport} -h {host} -p 0")
         adapter.add(servant if servant is not None else AsyncEchoServant(), "echo")
         adapter.activate()
         yield port_of(adapter.endpoints[0])
 
 
 @contextlib.asynccontextmanager
-async def connect(host: str, port: int, loop_reads: bool | None = None) -> AsyncIterator[Call]:
-    async with aiocomm.Communicator(loop_reads=loop_reads,
-                                    message_size_max=MESSAGE_SIZE_MAX) as communicator:
-        proxy = communicator.proxy(f"echo:tcp -h {host} -p {port}")
+async def connect(host: str, port: int, loop_reads: bool | None = None,
+                  tls: aiocomm.TLS | None = None) -> AsyncIterator[Call]:
+    async with aiocomm.Communicator(loop_reads=loop_reads, message_size_max=MESSAGE_SIZE_MAX,
+                                    tls=tls) as communicator:
+        transport = "tcp" if tls is None else "ssl"
+        proxy = communicator.proxy(f"echo:{transport} -h {host} -p {port}")
         await proxy.ping()  # connect outside the measurement
 
         async def call(payload: bytes) -> bytes:

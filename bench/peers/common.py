@@ -9,6 +9,8 @@ A peer module provides two async context managers and calls :func:`main`:
 listens and then serves until its standard input closes (or ``--max-seconds`` pass).
 ``python -m bench.peers.NAME client --loop L --port P ...`` runs one cell per
 (payload, in-flight) pair and prints one JSON line per cell.
+``--tls DIR`` names a directory of certificates made by ``tests/make_test_certs.sh``;
+the TLS peers (``*_tls``) read it with :func:`tls_dir`, the others ignore it.
 
 Standard library only: the Ice peer runs this under Debian's ``/usr/bin/python3``.
 """
@@ -34,6 +36,16 @@ Connect = Callable[[str, int], AbstractAsyncContextManager[Call]]
 
 LOOPS = ("asyncio", "uvloop")
 READY = "READY"
+
+_tls_dir: str | None = None
+
+
+def tls_dir() -> str:
+    """The ``--tls`` directory: ``ca.pem``, ``server.pem`` and ``server.key`` of the test PKI."""
+    if _tls_dir is None:
+        raise RuntimeError("this peer needs --tls DIR (certificates made by "
+                           "tests/make_test_certs.sh)")
+    return _tls_dir
 
 
 class EchoMismatch(RuntimeError):
@@ -233,11 +245,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--max-seconds", type=float, default=600.0, help="hard lifetime limit of this process"
     )
+    parser.add_argument(
+        "--tls", metavar="DIR", default=None,
+        help="certificates of tests/make_test_certs.sh, for the TLS peers",
+    )
     return parser.parse_args(argv)
 
 
 def main(serve: Serve, connect: Connect, argv: list[str] | None = None) -> None:
+    global _tls_dir
     args = parse_args(argv)
+    _tls_dir = args.tls
     if args.role == "server":
         _start_watchdogs(args.max_seconds, watch_stdin=True)
         try:
@@ -263,4 +281,4 @@ def main(serve: Serve, connect: Connect, argv: list[str] | None = None) -> None:
     os._exit(status)
 
 
-__all__ = ["Call", "Connect", "Serve", "main", "make_payload", "measure"]
+__all__ = ["Call", "Connect", "Serve", "main", "make_payload", "measure", "tls_dir"]

@@ -22,13 +22,17 @@ async def _echo(request: bytes, context: Any) -> bytes:
 
 
 @contextlib.asynccontextmanager
-async def serve(host: str) -> AsyncIterator[int]:
+async def serve(host: str, credentials: Any = None) -> AsyncIterator[int]:
+    """With ``credentials`` (``grpc.ssl_server_credentials``) the port is a TLS one."""
     server = grpc.aio.server(options=OPTIONS)
     handler = grpc.method_handlers_generic_handler(
         SERVICE, {"Echo": grpc.unary_unary_rpc_method_handler(_echo)}
     )
     server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port(f"{host}:0")
+    if credentials is None:
+        port = server.add_insecure_port(f"{host}:0")
+    else:
+        port = server.add_secure_port(f"{host}:0", credentials)
     await server.start()
     try:
         yield port
@@ -37,8 +41,12 @@ async def serve(host: str) -> AsyncIterator[int]:
 
 
 @contextlib.asynccontextmanager
-async def connect(host: str, port: int) -> AsyncIterator[Call]:
-    async with grpc.aio.insecure_channel(f"{host}:{port}", options=OPTIONS) as channel:
+async def connect(host: str, port: int, credentials: Any = None) -> AsyncIterator[Call]:
+    """With ``credentials`` (``grpc.ssl_channel_credentials``) the channel is a TLS one."""
+    target = f"{host}:{port}"
+    channel = (grpc.aio.insecure_channel(target, options=OPTIONS) if credentials is None
+               else grpc.aio.secure_channel(target, credentials, options=OPTIONS))
+    async with channel:
         method = channel.unary_unary(METHOD)
 
         async def call(payload: bytes) -> bytes:
