@@ -190,9 +190,11 @@ _testing: _Testing
 # Choices the spec leaves open (or where the codec is stricter than Ice):
 # - fields are set with object.__setattr__ (PyObject_GenericSetAttr), so a
 #   class's own __setattr__ (a frozen dataclass's) is not called;
-# - an instance none of whose slices is known, or an unknown class/exception
-#   in the compact format (no slice sizes), is MarshalError (Ice would make an
-#   UnknownSlicedValue / UnknownUserException); unknown slices are not kept;
+# - an instance none of whose slices is known becomes configure()'s
+#   unknown_value class (aiocomm.slice.UnknownSlicedValue) with its
+#   unknown_type_id set, or MarshalError when none is configured; an unknown
+#   class/exception in the compact format (no slice sizes) is MarshalError;
+#   unknown slices are not kept;
 # - optional tags must increase (Ice would skip a smaller one): MarshalError;
 # - encoding a class graph deeper than 100 is ValueError (receivers refuse it);
 # - Type.decode and every Operation.decode_* require the data to be used up.
@@ -231,7 +233,7 @@ class codec:  # a module at run time
 
     @staticmethod
     def configure(*, marshal_error: type[Exception], proxy_encode: Callable[[Any], bytes],
-                  proxy_decode: Callable[..., Any]) -> None: ...
+                  proxy_decode: Callable[..., Any], unknown_value: type | None = None) -> None: ...
     @staticmethod
     def builtin(name: str) -> codec.Type: ...
     @staticmethod

@@ -25,6 +25,7 @@ import pytest
 
 import aiocomm
 from aiocomm._core import codec
+from aiocomm.slice import UnknownSlicedValue
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "codec"))
@@ -79,7 +80,8 @@ def fake_encode(proxy: Any) -> bytes:
 
 @pytest.fixture(autouse=True)
 def configured() -> Iterator[None]:
-    codec.configure(marshal_error=MarshalError, proxy_encode=fake_encode, proxy_decode=FakeProxy)
+    codec.configure(marshal_error=MarshalError, proxy_encode=fake_encode, proxy_decode=FakeProxy,
+                    unknown_value=UnknownSlicedValue)
     yield
     # The hooks are process-wide: give the tests that follow aiocomm's own.
     from aiocomm.slice.runtime import configure_codec
@@ -248,6 +250,21 @@ def test_unknown_exception_is_sliced_to_known_base(oracle: dict[str, Any]) -> No
     exc = op.decode_exception(bytes.fromhex(oracle["hidden_err_sliced"]["out"]), None)
     assert type(exc) is m.SubErr
     assert (exc.code, exc.why, exc.extra) == (1, "w", 2)
+
+
+def test_class_with_no_known_slice_is_unknown_sliced_value(oracle: dict[str, Any]) -> None:
+    # Nothing of ::CodecTest::Stranger is known here: sliced down to Value, as Ice does.
+    op = m.OPERATIONS["echoValueSliced"]
+    value = op.decode_out(bytes.fromhex(oracle["stranger_sliced"]["out"]), None)
+    assert type(value) is UnknownSlicedValue
+    assert value.unknown_type_id == "::CodecTest::Stranger"
+    # Where a known class is expected, it is still a MarshalError.
+    with pytest.raises(MarshalError, match="expected an instance"):
+        m.OPERATIONS["echoBaseSliced"].decode_out(
+            bytes.fromhex(oracle["stranger_sliced"]["out"]), None)
+    # Its data was not kept: it cannot be sent on.
+    with pytest.raises(TypeError):
+        op.encode_out(value)
 
 
 def test_unknown_class_in_compact_format_is_marshal_error(oracle: dict[str, Any]) -> None:

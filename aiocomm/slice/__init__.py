@@ -13,6 +13,7 @@ from .ast import Unit
 from .errors import Position, SliceError, SliceWarning
 from .frontend import parse, parse_file
 from .loader import load
+from .runtime import UnknownSlicedValue
 
-__all__ = ["Position", "SliceError", "SliceWarning", "Unit", "ast", "load", "parse",
-           "parse_file"]
+__all__ = ["Position", "SliceError", "SliceWarning", "Unit", "UnknownSlicedValue", "ast", "load",
+           "parse", "parse_file"]

@@ -16,7 +16,8 @@ from ..errors import MarshalError, OperationNotExistError, UnknownUserError, Use
 from ..identity import Current
 from ..proxy import Proxy
 
-__all__ = ["ObjectPrx", "Op", "Servant", "UserException", "Value", "bind_operations", "codec",
+__all__ = ["ObjectPrx", "Op", "Servant", "UnknownSlicedValue", "UserException", "Value",
+           "bind_operations", "codec",
            "configure_codec", "unimplemented"]
 
 # The native codec (C++ over type descriptors). Typed as Any here: generated
@@ -29,10 +30,8 @@ def configure_codec() -> None:
     """Gives the codec aiocomm's MarshalError and proxy hooks (done at import;
     again by whoever configured it otherwise, as a codec test may)."""
     codec.configure(marshal_error=MarshalError, proxy_encode=_proxy_wire.encode,
-                    proxy_decode=_proxy_wire.decode)
+                    proxy_decode=_proxy_wire.decode, unknown_value=UnknownSlicedValue)
 
-
-configure_codec()
 
 OBJECT_ID = "::Ice::Object"
 
@@ -57,6 +56,28 @@ class Value:
             return f"{name}={value!r}"
 
         return f"{type(self).__name__}({', '.join(show(n) for n in self._ice_fields)})"
+
+
+class UnknownSlicedValue(Value):
+    """A received class instance none of whose types this process knows (sent
+    in the sliced format, where a receiver can skip what it does not know).
+
+    It stands where the instance stood in the graph, so shared references and
+    cycles keep their shape; ``unknown_type_id`` is its most derived Slice type
+    id. Its data is not kept, so it cannot be sent on: encoding one is an error.
+    """
+
+    _ice_id: ClassVar[str] = "::Ice::UnknownSlicedValue"
+    unknown_type_id: str
+
+    def __init__(self, unknown_type_id: str = "") -> None:
+        self.unknown_type_id = unknown_type_id
+
+    def __repr__(self) -> str:
+        return f"UnknownSlicedValue({self.unknown_type_id!r})"
+
+
+configure_codec()
 
 
 class UserException(UserError):

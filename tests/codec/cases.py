@@ -87,6 +87,8 @@ def oracle_only(ns: Any) -> dict[str, tuple[str, tuple[Any, ...], Any]]:
         "secret_sliced": ("echoBaseSliced", (None,), secret),
         "box_secret_sliced": ("echoBoxSliced", (None,),
                                  ns.Box(a=secret, b=secret, pts=[])),
+        "stranger_sliced": ("echoValueSliced", (None,),
+                            ns.Stranger(note="n", inner=ns.Leaf(id=2, name="l", w=0.5))),
         "hidden_err_sliced": ("throwSliced", (1,),
                               ns.HiddenErr(code=1, why="w", extra=2, more=3)),
     }

@@ -156,6 +156,7 @@ OPERATIONS: dict[str, Any] = {
     "echoBaseSliced": _echo("echoBaseSliced", t_base, "sliced"),
     "echoBox": _echo("echoBox", codec.class_ref(c_box)),
     "echoBoxSliced": _echo("echoBoxSliced", codec.class_ref(c_box), "sliced"),
+    "echoValueSliced": _echo("echoValueSliced", codec.class_ref(None), "sliced"),
     "throwErr": _op("throwErr", [(t_int, -1)], [], None),
     "throwSliced": _op("throwSliced", [(t_int, -1)], [], None, "sliced"),
 }

@@ -31,12 +31,22 @@ void bind(py::module_& m) {
 
   m.def(
       "configure",
-      [](py::object marshal_error, py::object proxy_encode, py::object proxy_decode) {
+      [](py::object marshal_error, py::object proxy_encode, py::object proxy_decode,
+         py::object unknown_value) {
+        if (!unknown_value.is_none() && !PyType_Check(unknown_value.ptr())) {
+          throw py::type_error("unknown_value must be a class");
+        }
         set_hook(hooks().marshal_error, marshal_error);
         set_hook(hooks().proxy_encode, proxy_encode);
         set_hook(hooks().proxy_decode, proxy_decode);
+        if (unknown_value.is_none()) {
+          Py_CLEAR(hooks().unknown_value);
+        } else {
+          set_hook(hooks().unknown_value, unknown_value);
+        }
       },
-      py::kw_only(), "marshal_error"_a, "proxy_encode"_a, "proxy_decode"_a);
+      py::kw_only(), "marshal_error"_a, "proxy_encode"_a, "proxy_decode"_a,
+      "unknown_value"_a = py::none());
 
   py::class_<Type, TypePtr>(m, "Type")
       .def("encode",

@@ -302,6 +302,7 @@ py::object read_instance(Decoder& d) {
   d.instances.push_back(py::none());
   ClassPtr desc;
   SliceHeader h;
+  std::string most_derived;
   for (;;) {
     h = read_header(d, false);
     auto& classes = registry().classes;
@@ -310,9 +311,22 @@ py::object read_instance(Decoder& d) {
       break;
     }
     if (h.type_id.empty()) throw MarshalError("class slice without a type id");
+    if (most_derived.empty()) most_derived = h.type_id;
     skip_slice(d, h);
     if (h.flags & fl::kIsLastSlice) {
-      throw MarshalError("no class known among the slices of an instance of '" + h.type_id + "'");
+      // Sliced down to Value itself: what a receiver knows of a class none of
+      // whose types it has (Ice's UnknownSlicedValue), slices not kept.
+      PyObject* unknown = hooks().unknown_value;
+      if (!unknown) {
+        throw MarshalError("no class known among the slices of an instance of '" + most_derived + "'");
+      }
+      py::object obj = new_instance(unknown);
+      py::str id(most_derived);
+      if (PyObject_GenericSetAttr(obj.ptr(), py::str("unknown_type_id").ptr(), id.ptr()) < 0) {
+        throw py::error_already_set();
+      }
+      d.instances[index] = obj;
+      return obj;
     }
   }
   py::object obj = new_instance(desc->py_class.ptr());

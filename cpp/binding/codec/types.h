@@ -184,6 +184,9 @@ struct Hooks {
   PyObject* marshal_error = nullptr;
   PyObject* proxy_encode = nullptr;
   PyObject* proxy_decode = nullptr;
+  // The class of an instance none of whose slices is known (Ice's
+  // UnknownSlicedValue); without it such an instance is a MarshalError.
+  PyObject* unknown_value = nullptr;
 };
 Hooks& hooks();
 // Raises the configured MarshalError (ValueError before configure()) from a C++ one.
