@@ -32,6 +32,12 @@ PEERS: tuple[PeerSpec, ...] = (
         "this project with a plain `def echo` servant",
     ),
     PeerSpec(
+        "aiocomm_yield",
+        "aiocomm",
+        "aiocomm",
+        "this project with an `async def echo` that awaits asyncio.sleep(0) once: a suspension",
+    ),
+    PeerSpec(
         "aiocomm_io_reads",
         "aiocomm",
         "aiocomm",
