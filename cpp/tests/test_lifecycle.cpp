@@ -27,6 +27,7 @@
 #include "platform/socket.h"
 #include "protocol/message.h"
 #include "tests/check.h"
+#include "tests/pki.h"
 
 namespace {
 
@@ -1094,6 +1095,72 @@ TEST(large_and_pipelined_invocations) {
   CHECK_EQ(client.loop.count(EventKind::failed), 0u);
   CHECK_EQ(server.loop.count(EventKind::log), 0u);
 }
+
+#if AIOCOMM_HAVE_TLS
+// The TLS layer of a connection (core/connection_tls.cpp) where its threads
+// meet: four threads invoking at once (each write encrypting under the
+// session's lock), the reactor decrypting, a message of many records both
+// ways. Under TSan in the sanitizers stage.
+TEST(tls_connection_carries_concurrent_and_large_invocations) {
+  tls::Config server_tls;
+  server_tls.certfile = tests::pki_file("server.pem");
+  server_tls.keyfile = tests::pki_file("server.key");
+  server_tls.cafile = tests::pki_file("ca.pem");
+  server_tls.verify_peer = 0;
+  tls::Config client_tls;
+  client_tls.cafile = tests::pki_file("ca.pem");
+  client_tls.verify_peer = 2;
+  Node server, client;
+  server.comm->set_tls(server_tls);
+  client.comm->set_tls(client_tls);
+  auto adapter = server.comm->create_adapter("127.0.0.1", 0, true);
+  auto target = std::make_shared<core::Target>();
+  target->key = "ssl -h 127.0.0.1 -p " + std::to_string(adapter.address.port);
+  target->endpoints.push_back(core::Endpoint{"127.0.0.1", adapter.address.port, true});
+
+  protocol::Bytes big(300 * 1024);
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<std::uint8_t>(i * 13 + 1);
+  constexpr int threads = 4, per_thread = 150;
+  std::vector<std::vector<std::int32_t>> ids(threads);
+  std::int32_t big_id = 0;
+  {
+    std::vector<std::jthread> callers;
+    for (int t = 0; t < threads; ++t) {
+      callers.emplace_back([&, t] {
+        for (int i = 0; i < per_thread; ++i) {
+          ids[static_cast<std::size_t>(t)].push_back(
+              call(*client.comm, target, "n", bytes(std::to_string(t * 1000 + i))));
+        }
+      });
+    }
+    big_id = call(*client.comm, target, "big", big);
+  }
+  const std::size_t expected = threads * per_thread + 1;
+  std::size_t answered = 0;
+  REQUIRE(server.loop.wait_until([&] {
+    for (; answered < server.loop.events.size(); ++answered) {
+      const auto& e = server.loop.events[answered];
+      if (e.kind != EventKind::request) continue;
+      server.comm->send_reply(e.connection_id, ok_reply(e, e.body));  // echo
+    }
+    return server.loop.count(EventKind::request) == expected;
+  }, 4 * long_wait));
+  REQUIRE(client.loop.wait_until([&] { return client.loop.count(EventKind::reply) == expected; },
+                                 4 * long_wait));
+  auto big_reply = client.loop.find(EventKind::reply, big_id);
+  REQUIRE(big_reply);
+  CHECK(big_reply->body == big);
+  for (int t = 0; t < threads; ++t) {
+    for (int i = 0; i < per_thread; ++i) {
+      auto r = client.loop.find(EventKind::reply, ids[static_cast<std::size_t>(t)][static_cast<std::size_t>(i)]);
+      REQUIRE(r);
+      CHECK_EQ(std::string(r->body.begin(), r->body.end()), std::to_string(t * 1000 + i));
+    }
+  }
+  CHECK_EQ(client.loop.count(EventKind::failed), 0u);
+  CHECK_EQ(server.loop.count(EventKind::log), 0u);
+}
+#endif
 
 TEST(graceful_close_on_destroy_is_bounded_by_close_timeout) {
   core::Options o;

@@ -14,6 +14,7 @@
 #endif
 
 #include "check.h"
+#include "pki.h"
 #include "tls/config.h"
 #include "tls/context.h"
 #include "tls/session.h"
@@ -26,29 +27,7 @@ using aiocomm::tls::Session;
 
 namespace {
 
-// The test PKI (tests/make_test_certs.sh), made once per run and removed
-// at exit.
-struct TempDir {
-  std::string path;
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path, ignored);
-  }
-};
-
-const std::string& pki() {
-  static const TempDir dir{[] {
-    auto path = std::filesystem::temp_directory_path() /
-                ("aiocomm-tls-" + std::to_string(::getpid()));
-    std::string command = std::string("sh '") + AIOCOMM_SOURCE_DIR +
-                          "/tests/make_test_certs.sh' '" + path.string() + "'";
-    if (std::system(command.c_str()) != 0) throw std::runtime_error("make_test_certs.sh failed");
-    return path.string();
-  }()};
-  return dir.path;
-}
-
-std::string file(const char* name) { return pki() + "/" + name; }
+std::string file(const char* name) { return aiocomm::tests::pki_file(name); }
 
 Config server_config(int verify_peer = 0) {
   Config c;
