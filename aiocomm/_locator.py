@@ -230,11 +230,13 @@ class LocatorClient:
         return _endpoints_of(found)
 
     async def _find_object(self, identity: Identity, timeout: float) -> Proxy:
-        ice = _ice()
-        locator = ice.LocatorPrx(self._proxy.with_timeout(timeout))
+        from .slice import ice as standard  # Ice::Identity
+
+        locator = _ice().LocatorPrx(self._proxy.with_timeout(timeout))
         try:
             found = await self._ask(
-                locator.findObjectById(ice.Identity(identity.name, identity.category)), timeout)
+                locator.findObjectById(standard.Identity(identity.name, identity.category)),
+                timeout)
         except UserError as error:
             if _ice_id(error) == "::Ice::ObjectNotFoundException":
                 raise NotRegisteredError(f"the locator knows no object '{identity}'") from None
@@ -281,9 +283,14 @@ class LocatorClient:
         except UserError as error:
             kind = _ice_id(error)
             if kind == "::Ice::AdapterNotFoundException":
+                # IceGrid's answer too when a dynamic adapter asks to join a
+                # group declared in an application descriptor.
+                group = (f" into replica group '{replica_group_id}' (a group declared in "
+                         "an application takes only its deployed adapters)"
+                         if replica_group_id else "")
                 raise AdapterNotFoundError(f"the registry does not accept adapter "
-                                           f"'{adapter_id}' (dynamic registration off, or "
-                                           "a deployed adapter)") from error
+                                           f"'{adapter_id}'{group}; is dynamic registration "
+                                           "on?") from error
             if kind == "::Ice::AdapterAlreadyActiveException":
                 raise AdapterAlreadyActiveError(f"adapter '{adapter_id}' is registered and "
                                                 "active elsewhere") from error

@@ -1,0 +1,234 @@
+"""aiocomm with a real IceGrid registry (Ice 3.7's ``icegridregistry``).
+
+aiocomm servers register their adapters (dynamic registration), aiocomm and
+Ice clients resolve them, aiocomm clients resolve Ice servers, well-known
+objects added through ``icegridadmin`` resolve, replicas form groups by
+registering, a group declared in an application refuses a dynamic adapter,
+and a registry that is killed and restarted is found again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from icegrid_registry import Registry, require_icegrid
+
+import aiocomm
+
+HERE = Path(__file__).resolve().parent
+ICE_PYTHON = os.environ.get("AIOCOMM_ICE_PYTHON", "/usr/bin/python3")
+PEER = HERE / "icegrid_peer.py"
+TIMEOUT = 20.0  # invocation timeout of the tests' communicators: generous
+
+
+def _string(text: str) -> bytes:
+    data = text.encode("utf-8")
+    return bytes((len(data),)) + data
+
+
+def _read_string(data: bytes) -> str:
+    return bytes(data[1:1 + data[0]]).decode("utf-8")
+
+
+class Who:
+    """Answers ``whoami`` with its name (a Slice string)."""
+
+    type_ids = ("::Test::Who", "::Ice::Object")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def whoami(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        return _string(self.name)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def registry() -> Iterator[Registry]:
+    """One registry for the module's tests (each uses adapter ids of its own)."""
+    require_icegrid()
+    reg = Registry()
+    try:
+        reg.start()
+        yield reg
+    finally:
+        reg.stop()
+
+
+def grid(registry: Registry, **options: Any) -> aiocomm.Communicator:
+    """A communicator that resolves through ``registry``."""
+    return aiocomm.Communicator(locator=registry.locator, invocation_timeout=TIMEOUT, **options)
+
+
+async def whoami(proxy: aiocomm.Proxy) -> str:
+    return _read_string(await proxy.invoke("whoami", b""))
+
+
+async def test_register_and_resolve_by_adapter_id(registry: Registry) -> None:
+    adapter_id = unique("Hello")
+    async with grid(registry) as server, grid(registry) as client:
+        adapter = server.create_object_adapter(adapter_id=adapter_id)
+        made = adapter.add(Who("aiocomm"), "hello")
+        assert str(made) == f"hello -t -e 1.1 @ {adapter_id}"
+        assert made.adapter_id == adapter_id and made.endpoints == ()
+        assert await adapter.activate() is None  # registered now
+        proxy = client.proxy(f"hello@{adapter_id}")
+        assert str(proxy) == str(made)
+        assert client.proxy(str(proxy)) == proxy
+        assert await whoami(proxy) == "aiocomm"
+        assert await whoami(made) == "aiocomm"  # the server's own indirect proxy
+        await adapter.deactivate()  # clears the registration
+        with pytest.raises(aiocomm.NotRegisteredError):
+            await client.proxy(f"hello@{adapter_id}").with_locator(registry.locator).ping()
+
+
+async def test_unknown_adapter_and_object(registry: Registry) -> None:
+    async with grid(registry) as comm:
+        with pytest.raises(aiocomm.NotRegisteredError) as info:
+            await comm.proxy(f"hello@{unique('Nowhere')}").ping()
+        assert "Nowhere" in str(info.value)
+        with pytest.raises(aiocomm.NotRegisteredError):
+            await comm.proxy(unique("nobody")).ping()
+
+
+async def test_well_known_object_added_by_admin(registry: Registry) -> None:
+    adapter_id, name = unique("Known"), unique("known")
+    async with grid(registry) as server, grid(registry) as client:
+        adapter = server.create_object_adapter(adapter_id=adapter_id)
+        adapter.add(Who("well-known"), name)
+        await adapter.activate()
+        await asyncio.to_thread(registry.admin, f'object add "{name}@{adapter_id}" "::Test::Who"')
+        try:
+            proxy = client.proxy(name)
+            assert proxy.adapter_id == "" and str(proxy) == f"{name} -t -e 1.1"
+            assert await whoami(proxy) == "well-known"
+        finally:
+            await asyncio.to_thread(registry.admin, f'object remove "{name}"', check=False)
+        await adapter.deactivate()
+
+
+async def _run_peer(*args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run, [ICE_PYTHON, str(PEER), *args], stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=50, check=False)
+
+
+async def test_ice_client_resolves_aiocomm_server(registry: Registry, ice_peer: None) -> None:
+    adapter_id = unique("ForIce")
+    async with grid(registry) as server:
+        adapter = server.create_object_adapter(adapter_id=adapter_id)
+        adapter.add(Who("aiocomm-for-ice"), "hello")
+        await adapter.activate()
+        result = await _run_peer("client", registry.locator, f"hello@{adapter_id}")
+        assert result.stdout.strip() == "OK aiocomm-for-ice", result.stdout + result.stderr
+        await adapter.deactivate()
+
+
+async def test_aiocomm_client_resolves_ice_server(registry: Registry, ice_peer: None) -> None:
+    adapter_id = unique("IceServer")
+    peer = subprocess.Popen([ICE_PYTHON, str(PEER), "server", registry.locator, adapter_id],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert peer.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(peer.stdout.readline), 30)
+        assert line.startswith("READY hello -t -e 1.1 @ " + adapter_id), line
+        async with grid(registry) as client:
+            proxy = client.proxy(line.split(" ", 1)[1].strip())
+            assert await whoami(proxy) == f"ice:{adapter_id}"
+    finally:
+        peer.kill()
+        peer.communicate(timeout=30)
+
+
+async def test_replicas_form_a_group_and_fail_over(registry: Registry) -> None:
+    group = unique("Group")
+    comms = [grid(registry)
+             for _ in range(3)]
+    try:
+        adapters = []
+        for i, comm in enumerate(comms):
+            adapter = comm.create_object_adapter(adapter_id=f"{group}-{i}",
+                                                 replica_group_id=group)
+            made = adapter.add(Who(f"replica-{i}"), "hello")
+            assert str(made) == f"hello -t -e 1.1 @ {group}"
+            await adapter.activate()
+            adapters.append(adapter)
+        async with grid(registry) as client:
+            proxy = client.proxy(f"hello@{group}")
+            first = await whoami(proxy)
+            assert first in {"replica-0", "replica-1", "replica-2"}
+            # Per-request balancing: every replica answers in turn.
+            balanced = proxy.with_connection_cached(False)
+            assert {await whoami(balanced) for _ in range(6)} == {
+                "replica-0", "replica-1", "replica-2"}
+            # The replica that served dies: new calls go to a living one.
+            dead = int(first.rsplit("-", 1)[1])
+            await comms[dead].destroy()
+            for _ in range(5):
+                answer = await whoami(proxy)
+                assert answer != first and answer.startswith("replica-")
+    finally:
+        for comm in comms:
+            await comm.destroy()
+
+
+async def test_declared_group_refuses_a_dynamic_adapter(registry: Registry) -> None:
+    group, app = unique("Declared"), unique("App")
+    with tempfile.TemporaryDirectory() as directory:
+        descriptor = Path(directory) / "app.xml"
+        descriptor.write_text(f'<icegrid><application name="{app}">'
+                              f'<replica-group id="{group}"/></application></icegrid>')
+        await asyncio.to_thread(registry.admin, f"application add {descriptor}")
+    try:
+        async with grid(registry) as comm:
+            adapter = comm.create_object_adapter(adapter_id=unique("Intruder"),
+                                                 replica_group_id=group)
+            adapter.add(Who("intruder"), "hello")
+            registration = adapter.activate()
+            assert adapter.is_active  # dispatching at once, whatever the registry says
+            with pytest.raises(aiocomm.RegistrationError) as info:
+                await registration
+            assert isinstance(info.value, aiocomm.AdapterNotFoundError)
+            assert group in str(info.value)
+            # Direct proxies still reach it.
+            assert await whoami(adapter.create_direct_proxy("hello")) == "intruder"
+    finally:
+        await asyncio.to_thread(registry.admin, f"application remove {app}", check=False)
+
+
+async def test_registry_killed_and_restarted_is_found_again() -> None:
+    require_icegrid()
+    registry = Registry()
+    try:
+        registry.start()
+        adapter_id = unique("Survivor")
+        async with aiocomm.Communicator(locator=registry.locator, invocation_timeout=TIMEOUT,
+                                        locator_cache_timeout=0) as server, \
+                aiocomm.Communicator(locator=registry.locator, invocation_timeout=TIMEOUT,
+                                     locator_cache_timeout=0) as client:
+            adapter = server.create_object_adapter(adapter_id=adapter_id)
+            adapter.add(Who("survivor"), "hello")
+            await adapter.activate()
+            proxy = client.proxy(f"hello@{adapter_id}")
+            assert await whoami(proxy) == "survivor"
+            registry.kill()
+            with pytest.raises(aiocomm.LocatorUnreachableError) as info:
+                await proxy.ping()
+            assert isinstance(info.value, ConnectionError)
+            await asyncio.to_thread(registry.start)
+            # The registry keeps dynamic registrations in its database.
+            assert await whoami(proxy) == "survivor"
+    finally:
+        registry.stop()
