@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from . import _core
 from ._encoding import decode_bool, decode_string, decode_string_seq, encode_string
 from ._proxy_string import Endpoint, format_adapter_id, format_endpoint
-from .errors import CommunicatorDestroyedError, MessageSizeError, NotRegisteredError
+from .errors import (
+    CommunicatorDestroyedError,
+    ConnectionRefusedError,
+    ConnectTimeoutError,
+    MessageSizeError,
+    NotRegisteredError,
+)
 from .identity import Identity
 
 if TYPE_CHECKING:
@@ -69,12 +75,16 @@ class Proxy:
         # The direct copy made for the endpoints last resolved (see resolved()).
         self._resolved: Proxy | None = None
         # connection_cached=False over several endpoints: one target per
-        # endpoint, taken in turn by successive requests.
-        self._rotation: tuple[Any, itertools.cycle[Any]] | None = None
+        # endpoint it starts from, taken in turn by successive requests.
+        self._rotation: tuple[list[Proxy], itertools.cycle[Proxy]] | None = None
         self._target: Any = _target(endpoints) if endpoints else None
         if not connection_cached and len(endpoints) > 1:
-            targets = [_target((e,)) for e in endpoints]
-            self._rotation = (targets, itertools.cycle(targets))
+            # Successive requests go to successive endpoints (each over its
+            # own connection); one that cannot connect falls back to the
+            # whole list (_balanced), so a dead endpoint never costs the call.
+            singles = [Proxy(communicator, identity, facet, (e,), oneway=oneway, timeout=timeout,
+                             context=context) for e in endpoints]
+            self._rotation = (singles, itertools.cycle(singles))
 
     # -------------------------------------------------------------- calls
 
@@ -122,7 +132,9 @@ class Proxy:
             del communicator
             return locator.invoke(self, operation, payload, idempotent, context, timeout)
         if self._rotation is not None:
-            target = next(self._rotation[1])
+            del communicator
+            return runtime.loop.create_task(self._balanced(
+                next(self._rotation[1]), operation, payload, idempotent, context, timeout))
         handle = communicator._handle
         del communicator  # a pending call does not keep the communicator alive
         if timeout is None and not self._oneway:
@@ -139,6 +151,17 @@ class Proxy:
         return runtime.invoke(handle, target, self._prefix, operation,
                               _IDEMPOTENT if idempotent else _NORMAL, context, payload,
                               self._oneway, idempotent, timeout)
+
+    async def _balanced(self, single: Proxy, operation: str, payload: Any, idempotent: bool,
+                        context: dict[str, str] | None, timeout: float | None) -> bytes:
+        try:
+            return await single.invoke(operation, payload, idempotent=idempotent,
+                                       context=context, timeout=timeout)
+        except (ConnectionRefusedError, ConnectTimeoutError):
+            # Nothing was sent: any endpoint of the list may take it.
+            cached = self._copy(connection_cached=True)
+            return await cached.invoke(operation, payload, idempotent=idempotent,
+                                       context=context, timeout=timeout)
 
     async def ping(self, *, context: Mapping[str, str] | None = None,
                    timeout: float | None = None) -> None:

@@ -381,3 +381,105 @@ async def test_adapter_options_are_checked(comm: aiocomm.Communicator) -> None:
         aiocomm.Communicator(locator_cache_timeout=-2)
     with pytest.raises(TypeError):
         aiocomm.Communicator(locator_cache_timeout="1")
+
+
+# ---------------------------------------------------------------- replicas
+
+
+class Replica:
+    """Answers ``whoami``; ``block`` holds the first request any replica gets
+    (until ``release``) and answers the others at once."""
+
+    def __init__(self, name: str, started: list[str], release: asyncio.Event) -> None:
+        self.name = name
+        self.started = started
+        self.release = release
+
+    def whoami(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        return Who(self.name).whoami(payload, current)
+
+    async def block(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        if not self.started:
+            self.started.append(self.name)
+            await self.release.wait()
+        return self.whoami(payload, current)
+
+
+class Replicas:
+    def __init__(self, grid: Grid, server: aiocomm.Communicator, count: int) -> None:
+        self.started: list[str] = []
+        self.release = asyncio.Event()
+        self.adapters: dict[str, aiocomm.ObjectAdapter] = {}
+        endpoints = []
+        for i in range(count):
+            name = f"replica-{i}"
+            adapter = server.create_object_adapter()
+            adapter.add(Replica(name, self.started, self.release), "hello")
+            adapter.activate()
+            self.adapters[name] = adapter
+            endpoints += adapter.endpoints
+        # What a registry answers for a group: every replica's endpoints.
+        grid.locator.adapters["G"] = server.proxy("hello:" + ":".join(endpoints))
+
+
+@pytest.fixture
+async def replica_server() -> AsyncIterator[aiocomm.Communicator]:
+    # A dispatch still running 1 s after its adapter is deactivated is
+    # abandoned and its connection aborted: how a replica "dies" here.
+    server = aiocomm.Communicator(close_timeout=1.0)
+    try:
+        yield server
+    finally:
+        await server.destroy()
+
+
+async def test_group_proxy_gets_every_replica_in_order(grid: Grid,
+                                                       replica_server: aiocomm.Communicator
+                                                       ) -> None:
+    replicas = Replicas(grid, replica_server, 3)
+    async with client(grid) as comm:
+        proxy = comm.proxy("hello@G")
+        # One connection per proxy by default: the first replica serves it all.
+        assert {await whoami(proxy) for _ in range(6)} == {"replica-0"}
+        balanced = proxy.with_connection_cached(False)
+        assert not balanced.is_connection_cached and proxy.is_connection_cached
+        assert [await whoami(balanced) for _ in range(6)] == [
+            "replica-0", "replica-1", "replica-2"] * 2
+        assert grid.locator.asked == ["G"]
+        del replicas
+
+
+async def test_dead_replica_new_calls_go_to_the_living(grid: Grid,
+                                                       replica_server: aiocomm.Communicator
+                                                       ) -> None:
+    replicas = Replicas(grid, replica_server, 3)
+    async with client(grid) as comm:
+        proxy = comm.proxy("hello@G")
+        assert await whoami(proxy) == "replica-0"
+        await replicas.adapters["replica-0"].deactivate()
+        assert [await whoami(proxy) for _ in range(3)] == ["replica-1"] * 3
+        await replicas.adapters["replica-1"].deactivate()
+        assert await whoami(proxy.with_connection_cached(False)) == "replica-2"
+
+
+@pytest.mark.parametrize("idempotent", [True, False])
+async def test_call_in_flight_when_its_replica_dies(grid: Grid,
+                                                    replica_server: aiocomm.Communicator,
+                                                    idempotent: bool) -> None:
+    replicas = Replicas(grid, replica_server, 2)
+    async with client(grid) as comm:
+        proxy = comm.proxy("hello@G")
+        call = asyncio.ensure_future(proxy.invoke("block", idempotent=idempotent))
+        while not replicas.started:
+            await asyncio.sleep(0.01)
+        assert replicas.started == ["replica-0"]
+        try:
+            await replicas.adapters["replica-0"].deactivate()  # aborted after 1 s
+            if idempotent:  # retried on the next replica
+                assert bytes((await call)[1:]).decode() == "replica-1"
+            else:  # may have run: not retried, a typed error
+                with pytest.raises(aiocomm.ConnectionLostError):
+                    await call
+        finally:
+            replicas.release.set()
+        assert await whoami(proxy) == "replica-1"
