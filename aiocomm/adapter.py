@@ -198,6 +198,15 @@ class ObjectAdapter:
 
         return loop.create_task(register())
 
+    def _clear_registration(self) -> asyncio.Task[None] | None:
+        """Starts clearing the registration (once), if the adapter has one; the
+        task doing it while it runs, else None."""
+        if (self._unregistration is None and self._registration is not None
+                and self._adapter_id is not None):
+            self._unregistration = self._runtime.loop.create_task(self._unregister())
+        task = self._unregistration
+        return None if task is None or task.done() else task
+
     async def _unregister(self) -> None:
         """Clears this adapter's endpoints from the registry (on deactivate);
         a failure is logged, not raised: the adapter is going away anyway."""
@@ -228,8 +237,7 @@ class ObjectAdapter:
             if handle is not None and not handle.destroying:
                 for core_id in self._core_ids:
                     handle.deactivate_adapter(core_id)
-                if self._registration is not None and self._adapter_id is not None:
-                    self._unregistration = loop.create_task(self._unregister())
+                self._clear_registration()
             self._refuse_held()
         unregistration = self._unregistration
         future: asyncio.Future[None] = loop.create_future()

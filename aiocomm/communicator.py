@@ -241,6 +241,7 @@ class Communicator:
         self._shutdown_waiters: list[asyncio.Future[None]] = []
         self._source_traceback = traceback.extract_stack(limit=8)[:-1]
         self._locators: dict[str, LocatorClient] = {}
+        self._clearing: asyncio.Task[Any] | None = None  # see _clear_registrations
         self._locator: LocatorClient | None = None
         if locator is not None:
             self._locator = self._locator_client(locator)
@@ -487,6 +488,10 @@ class Communicator:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
+        if loop is not None and loop is self._loop and self._destroy is None:
+            clearing = self._clear_registrations(loop)
+            if clearing is not None:
+                return clearing
         completion = self._start_destroy(loop)
         if loop is None:
             bound = self._loop
@@ -496,6 +501,39 @@ class Communicator:
             completion.mark_done()
             return _Completed()
         return completion.waiter(loop)
+
+    def _clear_registrations(self, loop: asyncio.AbstractEventLoop
+                             ) -> asyncio.Future[None] | None:
+        """Before destroy proper, adapters registered with a locator clear their
+        registration (for ``close_timeout`` at most), as deactivate does: else
+        the registry would keep sending clients to endpoints that are gone.
+        None when there is nothing to clear. Only on the bound loop: a
+        blocking destroy cannot talk to the registry."""
+        clearing = self._clearing
+        if clearing is None:
+            tasks = [task for adapter in self._adapters
+                     if (task := adapter._clear_registration()) is not None]
+            if not tasks:
+                return None
+            self._release_current_dispatch()  # a servant destroying its communicator
+            clearing = self._clearing = loop.create_task(
+                asyncio.wait(tasks, timeout=self._options["close_timeout"]))
+        elif clearing.done():
+            return None
+        # Each caller its own future (cancelling one cancels neither the
+        # clearing nor the destroy that follows it).
+        future: asyncio.Future[None] = loop.create_future()
+
+        def destroy_now(_: object) -> None:
+            waiter = self.destroy()
+            if isinstance(waiter, asyncio.Future):
+                waiter.add_done_callback(
+                    lambda _: None if future.done() else future.set_result(None))
+            elif not future.done():
+                future.set_result(None)
+
+        clearing.add_done_callback(destroy_now)
+        return future
 
     def _start_destroy(self, loop: asyncio.AbstractEventLoop | None) -> _DestroyCompletion:
         self._release_current_dispatch()

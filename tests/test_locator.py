@@ -328,6 +328,20 @@ async def test_adapter_registers_and_unregisters(grid: Grid) -> None:
         assert "Reg" not in grid.locator.adapters
 
 
+async def test_destroy_clears_the_registration(grid: Grid) -> None:
+    server = client(grid)
+    for i in range(2):
+        adapter = server.create_object_adapter(adapter_id=f"Gone{i}", replica_group_id="G")
+        adapter.add(Who("gone"), "hello")
+        await adapter.activate()
+    assert {"Gone0", "Gone1"} <= set(grid.locator.adapters)
+    first, second = server.destroy(), server.destroy()  # concurrent callers, both wait
+    await first
+    await second
+    assert server.is_destroyed
+    assert not {"Gone0", "Gone1"} & set(grid.locator.adapters)
+
+
 async def test_replica_registers_into_its_group(grid: Grid) -> None:
     async with client(grid) as server:
         adapter = server.create_object_adapter(adapter_id="R1", replica_group_id="G")
