@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -232,3 +233,20 @@ async def test_registry_killed_and_restarted_is_found_again() -> None:
             assert await whoami(proxy) == "survivor"
     finally:
         registry.stop()
+
+
+@pytest.mark.parametrize("flags", [[], ["--uvloop"]], ids=["asyncio", "uvloop"])
+def test_example_keeps_the_client_served(flags: list[str]) -> None:
+    """examples/icegrid/demo.py: three replicas, one killed, the client served."""
+    require_icegrid()
+    demo = HERE.parent.parent / "examples" / "icegrid" / "demo.py"
+    done = subprocess.run([sys.executable, str(demo), "--quick", *flags],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=50, check=False)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "demo: 3 replicas registered in HelloGroup" in output
+    assert "client: Hello, aiocomm, from replica" in output
+    assert "after the kill" in output and "none lost" in output
+    assert "throughput through 3 replica(s)" in output
+    assert "client: done" in output
