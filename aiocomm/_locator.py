@@ -70,6 +70,25 @@ def _endpoints_of(proxy: Proxy) -> tuple[Endpoint, ...]:
     return tuple(parse_endpoint(text) for text in proxy.endpoints)
 
 
+def _stale(error: BaseException, idempotent: bool) -> bool:
+    """Whether ``error`` says the resolved endpoints are stale and the call may
+    go again: nothing was sent, or only an idempotent request was."""
+    if isinstance(error, ConnectionRefusedError | ConnectTimeoutError):
+        return True
+    return idempotent and isinstance(error, ConnectionLostError)
+
+
+def _chain(source: asyncio.Future[bytes], target: asyncio.Future[bytes]) -> None:
+    if target.done():
+        return
+    if source.cancelled():
+        target.cancel()
+    elif source.exception() is not None:
+        target.set_exception(source.exception())  # type: ignore[arg-type]
+    else:
+        target.set_result(source.result())
+
+
 class _Entry:
     __slots__ = ("at", "value")
 
@@ -110,27 +129,79 @@ class LocatorClient:
         """Resolves ``proxy`` (an indirect or well-known one) and sends the request
         to what it resolved; ``timeout`` bounds both."""
         loop = asyncio.get_running_loop()
-        return loop.create_task(self._call(loop, proxy, operation, payload, idempotent,
-                                           context, timeout))
+        endpoints = self._fresh(proxy, loop.time())
+        if endpoints is None:
+            return loop.create_task(self._call(loop, proxy, operation, payload, idempotent,
+                                               context, timeout))
+        # Resolved already: straight to the endpoints, at the cost of one
+        # future; only a failure to connect takes the way through the locator.
+        started = loop.time()
+        first = proxy.resolved(endpoints).invoke(operation, payload, idempotent=idempotent,
+                                                 context=context, timeout=timeout)
+        outer: asyncio.Future[bytes] = loop.create_future()
+
+        def retry(done: asyncio.Future[bytes]) -> None:
+            if outer.done():  # cancelled by the caller
+                return
+            if done.cancelled():
+                outer.cancel()
+                return
+            error = done.exception()
+            if error is None:
+                outer.set_result(done.result())
+            elif not _stale(error, idempotent):
+                outer.set_exception(error)
+            else:
+                self.forget(proxy)
+                left = None if timeout is None else timeout - (loop.time() - started)
+                if left is not None and left <= 0:
+                    outer.set_exception(error)
+                    return
+                again = loop.create_task(self._call(loop, proxy, operation, payload,
+                                                    idempotent, context, left, attempts=1))
+                again.add_done_callback(lambda task: _chain(task, outer))
+
+        first.add_done_callback(retry)
+        outer.add_done_callback(lambda done: first.cancel() if done.cancelled() else None)
+        return outer
+
+    def _fresh(self, proxy: Proxy, now: float) -> tuple[Endpoint, ...] | None:
+        """What the cache holds, still valid, for ``proxy``; None if it must ask."""
+        adapter_id = proxy.adapter_id
+        if not adapter_id:
+            entry = self._cache.get(("object", proxy.identity))
+            if entry is None or not self._valid(entry, now):
+                return None
+            found: Proxy = entry.value
+            if found.adapter_id is None:
+                return _endpoints_of(found)
+            adapter_id = found.adapter_id
+            if not adapter_id:
+                return None
+        entry = self._cache.get(("adapter", adapter_id))
+        if entry is None or not self._valid(entry, now):
+            return None
+        endpoints: tuple[Endpoint, ...] = entry.value
+        return endpoints
+
+    def _valid(self, entry: _Entry, now: float) -> bool:
+        return self._cache_timeout < 0 or now - entry.at < self._cache_timeout
 
     async def _call(self, loop: asyncio.AbstractEventLoop, proxy: Proxy, operation: str,
                     payload: Any, idempotent: bool, context: dict[str, str] | None,
-                    timeout: float | None) -> bytes:
+                    timeout: float | None, attempts: int = 2) -> bytes:
         deadline = None if timeout is None else loop.time() + timeout
-        for attempt in range(2):
+        for attempt in range(2 - attempts, 2):
             endpoints, cached = await self.resolve(proxy, self._left(loop, deadline))
             left = None if deadline is None else max(deadline - loop.time(), 1e-3)
             try:
                 return await proxy.resolved(endpoints).invoke(
                     operation, payload, idempotent=idempotent, context=context, timeout=left)
-            except (ConnectionRefusedError, ConnectTimeoutError):
-                # Nothing was sent: what the locator said is stale.
+            except (ConnectionRefusedError, ConnectTimeoutError, ConnectionLostError) as error:
+                # What the locator said may be stale: drop it; ask again once
+                # if it came from the cache and the call may go again.
                 self.forget(proxy)
-                if attempt or not cached:
-                    raise
-            except ConnectionLostError:
-                self.forget(proxy)
-                if attempt or not cached or not idempotent:
+                if attempt or not cached or not _stale(error, idempotent):
                     raise
         raise AssertionError("unreachable")
 
@@ -189,7 +260,7 @@ class LocatorClient:
         loop = asyncio.get_running_loop()
         entry = self._cache.get(key)
         if entry is not None:
-            if self._cache_timeout < 0 or loop.time() - entry.at < self._cache_timeout:
+            if self._valid(entry, loop.time()):
                 return entry.value, True
             del self._cache[key]
         # Concurrent calls for one key share one request to the locator; a

@@ -133,8 +133,8 @@ class Proxy:
             return locator.invoke(self, operation, payload, idempotent, context, timeout)
         if self._rotation is not None:
             del communicator
-            return runtime.loop.create_task(self._balanced(
-                next(self._rotation[1]), operation, payload, idempotent, context, timeout))
+            return self._balanced(runtime.loop, next(self._rotation[1]), operation, payload,
+                                  idempotent, context, timeout)
         handle = communicator._handle
         del communicator  # a pending call does not keep the communicator alive
         if timeout is None and not self._oneway:
@@ -152,16 +152,40 @@ class Proxy:
                               _IDEMPOTENT if idempotent else _NORMAL, context, payload,
                               self._oneway, idempotent, timeout)
 
-    async def _balanced(self, single: Proxy, operation: str, payload: Any, idempotent: bool,
-                        context: dict[str, str] | None, timeout: float | None) -> bytes:
-        try:
-            return await single.invoke(operation, payload, idempotent=idempotent,
-                                       context=context, timeout=timeout)
-        except (ConnectionRefusedError, ConnectTimeoutError):
-            # Nothing was sent: any endpoint of the list may take it.
-            cached = self._copy(connection_cached=True)
-            return await cached.invoke(operation, payload, idempotent=idempotent,
-                                       context=context, timeout=timeout)
+    def _balanced(self, loop: asyncio.AbstractEventLoop, single: Proxy, operation: str,
+                  payload: Any, idempotent: bool, context: dict[str, str] | None,
+                  timeout: float | None) -> asyncio.Future[bytes]:
+        """The request through ``single`` (this request's endpoint); if it cannot
+        connect there, nothing was sent, and any endpoint of the list takes it."""
+        first = single.invoke(operation, payload, idempotent=idempotent, context=context,
+                              timeout=timeout)
+        outer: asyncio.Future[bytes] = loop.create_future()
+
+        def settle(done: asyncio.Future[bytes]) -> None:
+            if outer.done():  # cancelled by the caller
+                return
+            if done.cancelled():
+                outer.cancel()
+                return
+            error = done.exception()
+            if error is None:
+                outer.set_result(done.result())
+            elif done is first and isinstance(error, ConnectionRefusedError | ConnectTimeoutError):
+                try:
+                    again = self._copy(connection_cached=True).invoke(
+                        operation, payload, idempotent=idempotent, context=context,
+                        timeout=timeout)
+                except Exception as failure:
+                    outer.set_exception(failure)
+                    return
+                again.add_done_callback(settle)
+                outer.add_done_callback(lambda o: again.cancel() if o.cancelled() else None)
+            else:
+                outer.set_exception(error)
+
+        first.add_done_callback(settle)
+        outer.add_done_callback(lambda o: first.cancel() if o.cancelled() else None)
+        return outer
 
     async def ping(self, *, context: Mapping[str, str] | None = None,
                    timeout: float | None = None) -> None:
