@@ -84,6 +84,11 @@ class Proxy:
             # whole list (_balanced), so a dead endpoint never costs the call.
             singles = [Proxy(communicator, identity, facet, (e,), oneway=oneway, timeout=timeout,
                              context=context) for e in endpoints]
+            for single in singles:
+                # A key of their own while connecting: a request for the whole
+                # list must not ride (and fail with) an attempt on a dead
+                # endpoint; once connected, the connection is shared as usual.
+                single._target = _target(single._endpoints, "balanced|")
             self._rotation = (singles, itertools.cycle(singles))
 
     # -------------------------------------------------------------- calls
@@ -345,10 +350,10 @@ class Proxy:
         return hash(self._key())
 
 
-def _target(endpoints: tuple[Endpoint, ...]) -> Any:
+def _target(endpoints: tuple[Endpoint, ...], prefix: str = "") -> Any:
     # The native registry's key of each endpoint (core/outgoing.h).
-    key = ":".join(f"{'127.0.0.1' if e.host == '*' else e.host}/{e.port}"
-                   + ("/ssl" if e.secure else "") for e in endpoints)
+    key = prefix + ":".join(f"{'127.0.0.1' if e.host == '*' else e.host}/{e.port}"
+                            + ("/ssl" if e.secure else "") for e in endpoints)
     return _core.Target(key, [(e.host, e.port, e.secure) for e in endpoints])
 
 
