@@ -243,9 +243,11 @@ async def main(uvloop: bool, quick: bool) -> None:
                 await throughput(comm, replicas, 0.5 if quick else 3.0, 8 if quick else 32)
                 print("client: done", flush=True)
         finally:
-            for replica in replicas:
-                replica.stop()
-            registry.stop()
+            try:
+                for replica in replicas:
+                    replica.stop()
+            finally:
+                registry.stop()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""ZeroC Ice 3.7 peers of the IceGrid tests, run by the system interpreter.
+"""ZeroC Ice peers of the IceGrid tests: Ice 3.7 (the system interpreter) or 3.8.
 
 ``icegrid_peer.py server LOCATOR ADAPTER_ID [REPLICA_GROUP_ID]``: an Ice server
 whose adapter registers itself with the locator (``Ice.Default.Locator`` and
@@ -28,15 +28,14 @@ def _string(text: str) -> bytes:
 
 
 def server(locator: str, adapter_id: str, group: str | None) -> int:
-    props = Ice.createProperties()
-    props.setProperty("Ice.Default.Locator", locator)
-    props.setProperty("Hello.Endpoints", "tcp -h 127.0.0.1")
-    props.setProperty("Hello.AdapterId", adapter_id)
-    if group:
-        props.setProperty("Hello.ReplicaGroupId", group)
-    data = Ice.InitializationData()
-    data.properties = props
-    with Ice.initialize(data) as communicator:
+    # Ice.* properties as command-line options, the adapter's set before it is
+    # made: the forms Ice 3.7 and 3.8 share.
+    with Ice.initialize(["icegrid_peer", f"--Ice.Default.Locator={locator}"]) as communicator:
+        properties = communicator.getProperties()
+        properties.setProperty("Hello.Endpoints", "tcp -h 127.0.0.1")
+        properties.setProperty("Hello.AdapterId", adapter_id)
+        if group:
+            properties.setProperty("Hello.ReplicaGroupId", group)
         adapter = communicator.createObjectAdapter("Hello")
         proxy = adapter.add(_Servant(f"ice:{adapter_id}"), Ice.stringToIdentity("hello"))
         adapter.activate()  # registers with the locator before returning
@@ -57,12 +56,9 @@ class _Servant(Ice.Blobject):
 
 
 def client(locator: str, text: str) -> int:
-    props = Ice.createProperties()
-    props.setProperty("Ice.Default.Locator", locator)
-    props.setProperty("Ice.Default.InvocationTimeout", "20000")
-    data = Ice.InitializationData()
-    data.properties = props
-    with Ice.initialize(data) as communicator:
+    args = ["icegrid_peer", f"--Ice.Default.Locator={locator}",
+            "--Ice.Default.InvocationTimeout=20000"]
+    with Ice.initialize(args) as communicator:
         try:
             proxy = communicator.stringToProxy(text)
             ok, out = proxy.ice_invoke("whoami", Ice.OperationMode.Normal,
