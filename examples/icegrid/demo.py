@@ -189,16 +189,18 @@ async def throughput(comm: aiocomm.Communicator, replicas: list[Replica], second
         cpu_before = {r.index: r.cpu() for r in group}
         stop = time.monotonic() + seconds
 
-        started = time.perf_counter()
+        started, client_cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(_worker(hello, served, stop) for _ in range(workers)))
         elapsed = time.perf_counter() - started
+        client_cpu = time.process_time() - client_cpu
         total = sum(served.values())
         per_request = ", ".join(
             f"replica {r.index}: {served[r.index]} calls, "
             f"{(r.cpu() - cpu_before[r.index]) / max(served[r.index], 1) * 1e6:.1f} us CPU/call"
             for r in group)
         print(f"throughput through {count} replica(s): {total / elapsed:,.0f} calls/s "
-              f"({per_request})", flush=True)
+              f"({per_request}; the client {client_cpu / max(total, 1) * 1e6:.1f} us CPU/call)",
+              flush=True)
 
 
 async def main(uvloop: bool, quick: bool) -> None:
