@@ -160,6 +160,7 @@ class LocatorClient:
                 again = loop.create_task(self._call(loop, proxy, operation, payload,
                                                     idempotent, context, left, attempts=1))
                 again.add_done_callback(lambda task: _chain(task, outer))
+                outer.add_done_callback(lambda o: again.cancel() if o.cancelled() else None)
 
         first.add_done_callback(retry)
         outer.add_done_callback(lambda done: first.cancel() if done.cancelled() else None)

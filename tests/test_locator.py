@@ -497,3 +497,28 @@ async def test_call_in_flight_when_its_replica_dies(grid: Grid,
         finally:
             replicas.release.set()
         assert await whoami(proxy) == "replica-1"
+
+
+async def test_cancelling_indirect_calls(grid: Grid) -> None:
+    grid.locator.hang = True
+    async with client(grid) as comm:
+        try:
+            waiting = comm.proxy("hello@A").invoke("whoami")  # the locator never answers
+            await asyncio.sleep(0.2)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+        finally:
+            grid.locator.release.set()
+        # The lookup went on for others: it answers now (NotRegistered: no "A").
+        with pytest.raises(aiocomm.NotRegisteredError):
+            await comm.proxy("hello@A").ping()
+        _, direct = grid.server("one")
+        grid.locator.adapters["B"] = direct
+        proxy = comm.proxy("hello@B")
+        assert await whoami(proxy) == "one"
+        cached = proxy.invoke("whoami")  # resolved from the cache: the fast path
+        cached.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cached
+        assert await whoami(proxy) == "one"
