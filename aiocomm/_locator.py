@@ -337,21 +337,16 @@ class LocatorClient:
         """Tells the locator's registry where adapter ``adapter_id`` (in replica group
         ``replica_group_id``) listens: ``proxy``'s endpoints, or nowhere (None)."""
         timeout = self._default_timeout if timeout is None else timeout
-        ice = _ice()
-        registry = self._registry
-        if registry is None:
-            locator = ice.LocatorPrx(self._proxy.with_timeout(timeout))
-            registry = await self._ask(locator.getRegistry(), timeout)
-            if registry is None:
-                raise RegistrationError(f"the locator {self._proxy} has no registry")
-            self._registry = registry
-        registry = registry.with_timeout(timeout)
+        cached = self._registry is not None
         try:
-            if replica_group_id:
-                await self._ask(registry.setReplicatedAdapterDirectProxy(
-                    adapter_id, replica_group_id, proxy), timeout)
-            else:
-                await self._ask(registry.setAdapterDirectProxy(adapter_id, proxy), timeout)
+            try:
+                await self._set(adapter_id, replica_group_id, proxy, timeout)
+            except LocatorUnreachableError:
+                if not cached:
+                    raise
+                # The registry proxy asked for earlier may be stale (a
+                # restarted IceGrid listens elsewhere): ask the locator again.
+                await self._set(adapter_id, replica_group_id, proxy, timeout)
         except UserError as error:
             kind = _ice_id(error)
             if kind == "::Ice::AdapterNotFoundException":
@@ -370,11 +365,31 @@ class LocatorClient:
                 raise InvalidReplicaGroupError(f"adapter '{adapter_id}' may not join replica "
                                                f"group '{replica_group_id}'") from error
             raise
-        except LocatorUnreachableError:
-            self._registry = None  # ask the locator for it again next time
-            raise
         finally:
             # Whatever this process resolved for these ids may be stale now.
             self.forget_adapter(adapter_id)
             if replica_group_id:
                 self.forget_adapter(replica_group_id)
+
+    async def _set(self, adapter_id: str, replica_group_id: str | None, proxy: Proxy | None,
+                   timeout: float) -> None:
+        ice = _ice()
+        registry = self._registry
+        fresh = registry is None
+        if registry is None:
+            locator = ice.LocatorPrx(self._proxy.with_timeout(timeout))
+            registry = await self._ask(locator.getRegistry(), timeout)
+            if registry is None:
+                raise RegistrationError(f"the locator {self._proxy} has no registry")
+        registry = registry.with_timeout(timeout)
+        try:
+            if replica_group_id:
+                await self._ask(registry.setReplicatedAdapterDirectProxy(
+                    adapter_id, replica_group_id, proxy), timeout)
+            else:
+                await self._ask(registry.setAdapterDirectProxy(adapter_id, proxy), timeout)
+        except LocatorUnreachableError:
+            self._registry = None
+            raise
+        if fresh:
+            self._registry = registry

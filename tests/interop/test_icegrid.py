@@ -270,6 +270,15 @@ async def test_registry_killed_and_restarted_is_found_again() -> None:
             await asyncio.to_thread(registry.start)
             # The registry keeps dynamic registrations in its database.
             assert await whoami(proxy) == "survivor"
+            # The server's registry proxy is stale (the restarted registry's
+            # server endpoint has another port): registering finds it again.
+            late = server.create_object_adapter(adapter_id=unique("Late"))
+            late.add(Who("late"), "hello")
+            await late.activate()
+            assert await whoami(client.proxy(f"hello@{late.adapter_id}")) == "late"
+            await adapter.deactivate()  # unregistering reaches it too
+            with pytest.raises(aiocomm.NotRegisteredError):
+                await proxy.ping()
     finally:
         registry.stop()
 
