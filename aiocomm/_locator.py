@@ -318,17 +318,17 @@ class LocatorClient:
         assert isinstance(found, Proxy)
         return found
 
-    async def _ask(self, call: Awaitable[_T], timeout: float) -> _T:
-        """One request to the locator or its registry, its transport failures
-        turned into LocatorUnreachableError."""
+    async def _ask(self, call: Awaitable[_T], timeout: float, what: str = "") -> _T:
+        """One request to the locator (or to its registry, ``what``), its transport
+        failures turned into LocatorUnreachableError."""
+        what = what or f"the locator {self._proxy}"
         try:
             return await call
         except InvocationTimeoutError as error:  # ConnectTimeoutError too
-            raise LocatorTimeoutError(f"the locator {self._proxy} did not answer within "
-                                      f"{timeout:g} s ({error})") from error
+            raise LocatorTimeoutError(f"{what} did not answer within {timeout:g} s "
+                                      f"({error})") from error
         except ConnectionError as error:
-            raise LocatorUnreachableError(f"cannot reach the locator {self._proxy}: "
-                                          f"{error}") from error
+            raise LocatorUnreachableError(f"cannot reach {what}: {error}") from error
 
     # ------------------------------------------------------ registration
 
@@ -381,13 +381,15 @@ class LocatorClient:
             registry = await self._ask(locator.getRegistry(), timeout)
             if registry is None:
                 raise RegistrationError(f"the locator {self._proxy} has no registry")
+        what = f"the locator's registry {registry.proxy}"
         registry = registry.with_timeout(timeout)
         try:
             if replica_group_id:
                 await self._ask(registry.setReplicatedAdapterDirectProxy(
-                    adapter_id, replica_group_id, proxy), timeout)
+                    adapter_id, replica_group_id, proxy), timeout, what)
             else:
-                await self._ask(registry.setAdapterDirectProxy(adapter_id, proxy), timeout)
+                await self._ask(registry.setAdapterDirectProxy(adapter_id, proxy), timeout,
+                                what)
         except LocatorUnreachableError:
             self._registry = None
             raise
