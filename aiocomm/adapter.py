@@ -19,7 +19,7 @@ from .identity import Current, Identity
 from .proxy import Proxy
 
 if TYPE_CHECKING:
-    from ._locator import LocatorClient
+    from ._registration import Registration
     from ._runtime import Runtime
     from .communicator import Communicator
 
@@ -40,8 +40,7 @@ class ObjectAdapter:
     def __init__(self, communicator: Communicator, runtime: Runtime, name: str,
                  core_ids: list[int], published: tuple[Endpoint, ...],
                  authorize: Callable[[Current], bool] | None = None, *,
-                 locator: LocatorClient | None = None, adapter_id: str | None = None,
-                 replica_group_id: str | None = None) -> None:
+                 registration: Registration | None = None) -> None:
         self._communicator = weakref.ref(communicator)
         # Asked before every dispatch (see Runtime._authorized).
         self._authorize = authorize
@@ -58,14 +57,9 @@ class ObjectAdapter:
         self._dispatching: set[Current] = set()
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._abandon_timer: asyncio.TimerHandle | None = None
-        # Registration with the locator (adapter_id given): what activate()
-        # returns, and whether the registry holds our endpoints now.
-        self._locator = locator
-        self._adapter_id = adapter_id
-        self._replica_group_id = replica_group_id
-        self._registration: asyncio.Future[None] | None = None
-        self._registered = False
-        self._unregistration: asyncio.Task[None] | None = None
+        # With an adapter_id: the registration with the locator (_registration.py).
+        self._registration = registration
+        self._activated: asyncio.Future[None] | None = None  # what activate() returns
 
     # ----------------------------------------------------------- servants
 
@@ -130,10 +124,10 @@ class ObjectAdapter:
         communicator = self._communicator()
         if communicator is None:
             raise CommunicatorDestroyedError("the communicator has been destroyed or collected")
-        if self._adapter_id is not None:
+        registration = self._registration
+        if registration is not None:
             return Proxy(communicator, Identity.of(identity), facet, (),
-                         adapter_id=self._replica_group_id or self._adapter_id,
-                         locator=self._locator)
+                         adapter_id=registration.proxy_id, locator=registration.locator)
         return Proxy(communicator, Identity.of(identity), facet, self._published)
 
     def create_direct_proxy(self, identity: str | Identity, *, facet: str = "") -> Proxy:
@@ -161,9 +155,14 @@ class ObjectAdapter:
         registration that silently did not happen should be. Calling it again
         returns the same future."""
         self._check_live()
-        if self._registration is None:
-            self._registration = self._register()
-        registration = self._registration
+        if self._activated is None:
+            if self._registration is not None:
+                self._activated = self._registration.start(
+                    self.create_direct_proxy(Identity("dummy")))
+            else:
+                self._activated = self._runtime.loop.create_future()
+                self._activated.set_result(None)
+        registration = self._activated
         if self._active:
             return registration
         self._active = True
@@ -181,45 +180,9 @@ class ObjectAdapter:
                     self._runtime.inbox.activate_adapter(core_id, self, self._servants)
         return registration
 
-    def _register(self) -> asyncio.Future[None]:
-        loop = self._runtime.loop
-        locator, adapter_id = self._locator, self._adapter_id
-        if locator is None or adapter_id is None:
-            done: asyncio.Future[None] = loop.create_future()
-            done.set_result(None)
-            return done
-        direct = self.create_direct_proxy(Identity("dummy"))
-
-        async def register() -> None:
-            await locator.register(adapter_id, self._replica_group_id, direct)
-            self._registered = not self._deactivated
-            if self._deactivated:  # deactivated meanwhile: take it back
-                await locator.register(adapter_id, self._replica_group_id, None)
-
-        return loop.create_task(register())
-
     def _clear_registration(self) -> asyncio.Task[None] | None:
-        """Starts clearing the registration (once), if the adapter has one; the
-        task doing it while it runs, else None."""
-        if (self._unregistration is None and self._registration is not None
-                and self._adapter_id is not None):
-            self._unregistration = self._runtime.loop.create_task(self._unregister())
-        task = self._unregistration
-        return None if task is None or task.done() else task
-
-    async def _unregister(self) -> None:
-        """Clears this adapter's endpoints from the registry (on deactivate);
-        a failure is logged, not raised: the adapter is going away anyway."""
-        registration = self._registration
-        if registration is not None and not registration.done():
-            await asyncio.wait([registration])
-        if not self._registered or self._locator is None or self._adapter_id is None:
-            return
-        self._registered = False
-        try:
-            await self._locator.register(self._adapter_id, self._replica_group_id, None)
-        except Exception as error:
-            logger.warning("adapter %r: could not clear its registration: %s", self._name, error)
+        """Starts taking the registration back, if any; the task while it runs."""
+        return None if self._registration is None else self._registration.clear()
 
     def deactivate(self) -> asyncio.Future[None]:
         """Stops accepting connections and requests, closes this adapter's
@@ -239,9 +202,9 @@ class ObjectAdapter:
                     handle.deactivate_adapter(core_id)
                 self._clear_registration()
             self._refuse_held()
-        unregistration = self._unregistration
+        unregistration = None if self._registration is None else self._registration.clearing
         future: asyncio.Future[None] = loop.create_future()
-        if unregistration is not None and not unregistration.done():
+        if unregistration is not None:
             # Complete once the registry no longer has this adapter too.
             idle = self._idle_future(loop, future)
             return loop.create_task(_all_done(idle, unregistration))
@@ -313,11 +276,11 @@ class ObjectAdapter:
 
     @property
     def adapter_id(self) -> str | None:
-        return self._adapter_id
+        return None if self._registration is None else self._registration.adapter_id
 
     @property
     def replica_group_id(self) -> str | None:
-        return self._replica_group_id
+        return None if self._registration is None else self._registration.replica_group_id
 
     @property
     def name(self) -> str:

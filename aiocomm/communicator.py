@@ -17,6 +17,7 @@ from typing import Any
 from . import _core
 from ._locator import LocatorClient
 from ._proxy_string import Endpoint, parse_endpoints, parse_proxy
+from ._registration import Registration
 from ._runtime import Runtime, current_dispatch
 from .adapter import ObjectAdapter
 from .errors import CommunicatorDestroyedError, ProxyParseError, WrongLoopError
@@ -368,10 +369,13 @@ class Communicator:
         if publish_as is not None:
             port = published[0].port
             published = [e if e.port else dataclasses.replace(e, port=port) for e in publish_as]
-        adapter = ObjectAdapter(self, runtime, name or f"adapter-{next(_adapter_names)}",
-                                core_ids, tuple(published), authorize,
-                                locator=self._locator if adapter_id is not None else None,
-                                adapter_id=adapter_id, replica_group_id=replica_group_id)
+        name = name or f"adapter-{next(_adapter_names)}"
+        registration = None
+        if adapter_id is not None and self._locator is not None:
+            registration = Registration(runtime.loop, self._locator, adapter_id,
+                                        replica_group_id, name)
+        adapter = ObjectAdapter(self, runtime, name, core_ids, tuple(published), authorize,
+                                registration=registration)
         for core_id in core_ids:
             runtime.adapters[core_id] = adapter
         self._adapters.append(adapter)

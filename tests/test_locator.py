@@ -328,6 +328,16 @@ async def test_adapter_registers_and_unregisters(grid: Grid) -> None:
         assert "Reg" not in grid.locator.adapters
 
 
+async def test_deactivate_while_registering(grid: Grid) -> None:
+    async with client(grid) as server:
+        adapter = server.create_object_adapter(adapter_id="Brief")
+        registering = adapter.activate()
+        assert not registering.done()
+        await adapter.deactivate()  # waits for the registration, then takes it back
+        assert registering.done() and registering.result() is None
+        assert "Brief" not in grid.locator.adapters
+
+
 async def test_destroy_clears_the_registration(grid: Grid) -> None:
     server = client(grid)
     for i in range(2):
