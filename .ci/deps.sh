@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what CI needs beyond the machine image (Debian 12, gcc, CMake,
 # Ninja, pyenv Pythons): the Ice 3.7 interop peer for the system
-# interpreter, Ice 3.7's slice2py (the Slice parser's oracle), and clang
+# interpreter, Ice 3.7's slice2py (the Slice parser's oracle), IceGrid's
+# registry and admin tool (the locator tests' real registry), and clang
 # with its compiler-rt (libFuzzer) for .ci/fuzz.sh.
 # apt-get by package name only; nothing is run when all is present.
 set -euo pipefail
@@ -23,6 +24,11 @@ dpkg -s libssl-dev >/dev/null 2>&1 || apt_install libssl-dev openssl
 
 # Ice 3.7's Slice compiler: the Slice parser's tests check that it agrees.
 command -v slice2py >/dev/null || apt_install zeroc-ice-compilers
+
+# IceGrid 3.7: icegridregistry (zeroc-icegrid) and icegridadmin (zeroc-ice-utils)
+# for tests/interop/test_icegrid.py.
+command -v icegridregistry >/dev/null || apt_install zeroc-icegrid
+command -v icegridadmin >/dev/null || apt_install zeroc-ice-utils
 
 # clang, then the compiler-rt of its own version (libFuzzer, ASan, UBSan).
 command -v clang++ >/dev/null || apt_install clang

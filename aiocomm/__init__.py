@@ -8,7 +8,9 @@ from . import _core
 from .adapter import ObjectAdapter
 from .communicator import Communicator
 from .errors import (
+    AdapterAlreadyActiveError,
     AdapterDeactivatedError,
+    AdapterNotFoundError,
     AiocommError,
     AlreadyRegisteredError,
     CommunicatorDestroyedError,
@@ -17,7 +19,10 @@ from .errors import (
     ConnectTimeoutError,
     DispatchError,
     FacetNotExistError,
+    InvalidReplicaGroupError,
     InvocationTimeoutError,
+    LocatorTimeoutError,
+    LocatorUnreachableError,
     MarshalError,
     MessageSizeError,
     NotRegisteredError,
@@ -26,6 +31,7 @@ from .errors import (
     PermissionDeniedError,
     ProtocolError,
     ProxyParseError,
+    RegistrationError,
     TLSError,
     UnknownError,
     UnknownLocalError,
@@ -41,7 +47,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "TLS",
+    "AdapterAlreadyActiveError",
     "AdapterDeactivatedError",
+    "AdapterNotFoundError",
     "AiocommError",
     "AlreadyRegisteredError",
     "Communicator",
@@ -53,7 +61,10 @@ __all__ = [
     "DispatchError",
     "FacetNotExistError",
     "Identity",
+    "InvalidReplicaGroupError",
     "InvocationTimeoutError",
+    "LocatorTimeoutError",
+    "LocatorUnreachableError",
     "MarshalError",
     "MessageSizeError",
     "NotRegisteredError",
@@ -65,6 +76,7 @@ __all__ = [
     "ProtocolError",
     "Proxy",
     "ProxyParseError",
+    "RegistrationError",
     "TLSError",
     "TLSInfo",
     "UnknownError",

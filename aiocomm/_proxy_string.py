@@ -1,14 +1,18 @@
 """Stringified proxies: ``identity[ -f facet][ -t|-o|...][ -e 1.1]:tcp -h H -p P[:...]``
-(``ssl`` endpoints take the same options)."""
+(``ssl`` endpoints take the same options); an indirect proxy names an adapter
+instead of endpoints (``identity[ options] @ adapter_id``), a well-known one
+names neither (``identity[ options]``): a locator resolves both."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .errors import ProxyParseError
 from .identity import Identity
 
-__all__ = ["Endpoint", "ProxySpec", "format_endpoint", "parse_endpoints", "parse_proxy"]
+__all__ = ["Endpoint", "ProxySpec", "format_adapter_id", "format_endpoint", "parse_endpoints",
+           "parse_proxy"]
 
 _MODES = {"-t": "twoway", "-o": "oneway", "-O": "batch_oneway", "-d": "datagram",
           "-D": "batch_datagram"}
@@ -36,6 +40,9 @@ class ProxySpec:
     facet: str
     mode: str
     endpoints: tuple[Endpoint, ...]
+    # None: a direct proxy (it has endpoints). "": well-known (found by its
+    # identity). Otherwise the id of the adapter (or replica group) to find.
+    adapter_id: str | None = None
 
 
 def _tokens(text: str) -> list[str]:
@@ -156,8 +163,18 @@ def parse_proxy(text: str) -> ProxySpec:
         raise TypeError(f"a proxy string is a str, not {type(text).__name__}")
     parts = _split_unquoted(text.strip(), ":")
     head = parts[0]
-    if len(_split_unquoted(head, "@")) > 1:
-        raise ProxyParseError(f"indirect proxies (@ adapter) are not supported: {text!r}")
+    adapter_id: str | None = None
+    at = _split_unquoted(head, "@")
+    if len(at) > 1:
+        if len(at) > 2:
+            raise ProxyParseError(f"more than one @ in proxy {text!r}")
+        if len(parts) > 1:
+            raise ProxyParseError(f"an indirect proxy (@ adapter) has no endpoints: {text!r}")
+        head = at[0]
+        adapter_tokens = _tokens(at[1])
+        if len(adapter_tokens) != 1 or not adapter_tokens[0]:
+            raise ProxyParseError(f"no adapter id after @ in proxy {text!r}")
+        adapter_id = re.sub(r"\\(.)", r"\1", adapter_tokens[0])
     tokens = _tokens(head)
     if not tokens:
         raise ProxyParseError(f"no identity in proxy {text!r}")
@@ -193,6 +210,15 @@ def parse_proxy(text: str) -> ProxySpec:
     if mode not in ("twoway", "oneway"):
         raise ProxyParseError(f"proxy mode {mode} is not supported (only -t and -o)")
     endpoints = tuple(parse_endpoint(p) for p in parts[1:] if p.strip())
-    if not endpoints:
-        raise ProxyParseError(f"proxy {text!r} has no endpoint")
-    return ProxySpec(identity, facet, mode, endpoints)
+    if not endpoints and adapter_id is None:
+        if len(parts) > 1:
+            raise ProxyParseError(f"proxy {text!r} has no endpoint")
+        adapter_id = ""  # well-known: the locator finds it by its identity
+    return ProxySpec(identity, facet, mode, endpoints, adapter_id)
+
+
+def format_adapter_id(adapter_id: str) -> str:
+    """``adapter_id`` as it follows ``@`` in a stringified proxy (quoted when needed)."""
+    if not adapter_id or any(ch.isspace() or ch in ':@"' for ch in adapter_id):
+        return '"' + adapter_id.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return adapter_id

@@ -61,7 +61,7 @@ def encode(value: object) -> bytes:
         body = _tcp_body(endpoint)
         parts.append(_ENDPOINT_HEADER.pack(TCP, len(body) + 6, 1, 1) + body)
     if not endpoints:
-        parts.append(_string(""))  # no adapter id: a well-known proxy
+        parts.append(_string(proxy.adapter_id or ""))  # "": a well-known proxy
     return b"".join(parts)
 
 
@@ -109,5 +109,8 @@ def decode(communicator: Communicator | None, name: str, category: str, facet: s
     if communicator is None:
         raise MarshalError("a proxy can only be decoded for a communicator")
     tcp = tuple(_tcp_endpoint(body) for kind, body in endpoints if kind == TCP)
+    # No endpoints: indirect (an adapter id) or well-known (none), resolved
+    # through the receiving communicator's locator.
     return Proxy(communicator, Identity(name, category), facet, tcp,
-                 oneway=mode in _ONEWAY_MODES)
+                 oneway=mode in _ONEWAY_MODES, adapter_id=adapter_id,
+                 locator=None if tcp else communicator._locator)

@@ -19,6 +19,7 @@ from .identity import Current, Identity
 from .proxy import Proxy
 
 if TYPE_CHECKING:
+    from ._registration import Registration
     from ._runtime import Runtime
     from .communicator import Communicator
 
@@ -38,7 +39,8 @@ class ObjectAdapter:
 
     def __init__(self, communicator: Communicator, runtime: Runtime, name: str,
                  core_ids: list[int], published: tuple[Endpoint, ...],
-                 authorize: Callable[[Current], bool] | None = None) -> None:
+                 authorize: Callable[[Current], bool] | None = None, *,
+                 registration: Registration | None = None) -> None:
         self._communicator = weakref.ref(communicator)
         # Asked before every dispatch (see Runtime._authorized).
         self._authorize = authorize
@@ -55,6 +57,9 @@ class ObjectAdapter:
         self._dispatching: set[Current] = set()
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._abandon_timer: asyncio.TimerHandle | None = None
+        # With an adapter_id: the registration with the locator (_registration.py).
+        self._registration = registration
+        self._activated: asyncio.Future[None] | None = None  # what activate() returns
 
     # ----------------------------------------------------------- servants
 
@@ -113,7 +118,20 @@ class ObjectAdapter:
         return servant
 
     def create_proxy(self, identity: str | Identity, *, facet: str = "") -> Proxy:
-        """A proxy for ``identity`` at this adapter's endpoints."""
+        """A proxy for ``identity`` at this adapter's endpoints; for an adapter
+        with an ``adapter_id``, an indirect one (``identity @ adapter_id``, or the
+        replica group's id) that the locator resolves."""
+        communicator = self._communicator()
+        if communicator is None:
+            raise CommunicatorDestroyedError("the communicator has been destroyed or collected")
+        registration = self._registration
+        if registration is not None:
+            return Proxy(communicator, Identity.of(identity), facet, (),
+                         adapter_id=registration.proxy_id, locator=registration.locator)
+        return Proxy(communicator, Identity.of(identity), facet, self._published)
+
+    def create_direct_proxy(self, identity: str | Identity, *, facet: str = "") -> Proxy:
+        """A proxy for ``identity`` at this adapter's published endpoints (never indirect)."""
         communicator = self._communicator()
         if communicator is None:
             raise CommunicatorDestroyedError("the communicator has been destroyed or collected")
@@ -121,16 +139,37 @@ class ObjectAdapter:
 
     # ---------------------------------------------------------- lifecycle
 
-    def activate(self) -> None:
-        """Starts dispatching requests (those that arrived before wait until now)."""
+    def activate(self) -> asyncio.Future[None]:
+        """Starts dispatching requests at once (those that arrived before wait
+        until now), and returns a future that completes when the adapter is
+        registered with the locator: at once for an adapter without an
+        ``adapter_id``, whose callers may ignore it.
+
+        With an ``adapter_id`` the future fails with the registry's refusal
+        (:class:`~aiocomm.AdapterNotFoundError`,
+        :class:`~aiocomm.AdapterAlreadyActiveError`,
+        :class:`~aiocomm.InvalidReplicaGroupError`) or
+        :class:`~aiocomm.LocatorUnreachableError`; the adapter keeps
+        dispatching (direct proxies reach it). Await it: a failure nobody
+        retrieves is reported by asyncio when the future is collected, as a
+        registration that silently did not happen should be. Calling it again
+        returns the same future."""
         self._check_live()
+        if self._activated is None:
+            if self._registration is not None:
+                self._activated = self._registration.start(
+                    self.create_direct_proxy(Identity("dummy")))
+            else:
+                self._activated = self._runtime.loop.create_future()
+                self._activated.set_result(None)
+        registration = self._activated
         if self._active:
-            return
+            return registration
         self._active = True
         held, self._held = self._held, []
         handle = self._runtime.handle_ref()
         if handle is None:
-            return
+            return registration
         try:
             self._runtime.dispatch_held(handle, self, held)
         finally:
@@ -139,6 +178,11 @@ class ObjectAdapter:
             if self._active and not self._deactivated and self._authorize is None:
                 for core_id in self._core_ids:
                     self._runtime.inbox.activate_adapter(core_id, self, self._servants)
+        return registration
+
+    def _clear_registration(self) -> asyncio.Task[None] | None:
+        """Starts taking the registration back, if any; the task while it runs."""
+        return None if self._registration is None else self._registration.clear()
 
     def deactivate(self) -> asyncio.Future[None]:
         """Stops accepting connections and requests, closes this adapter's
@@ -156,8 +200,18 @@ class ObjectAdapter:
             if handle is not None and not handle.destroying:
                 for core_id in self._core_ids:
                     handle.deactivate_adapter(core_id)
+                self._clear_registration()
             self._refuse_held()
+        unregistration = None if self._registration is None else self._registration.clearing
         future: asyncio.Future[None] = loop.create_future()
+        if unregistration is not None:
+            # Complete once the registry no longer has this adapter too.
+            idle = self._idle_future(loop, future)
+            return loop.create_task(_all_done(idle, unregistration))
+        return self._idle_future(loop, future)
+
+    def _idle_future(self, loop: asyncio.AbstractEventLoop,
+                     future: asyncio.Future[None]) -> asyncio.Future[None]:
         if not self._dispatching:
             future.set_result(None)
             return future
@@ -221,6 +275,14 @@ class ObjectAdapter:
     # --------------------------------------------------------- properties
 
     @property
+    def adapter_id(self) -> str | None:
+        return None if self._registration is None else self._registration.adapter_id
+
+    @property
+    def replica_group_id(self) -> str | None:
+        return None if self._registration is None else self._registration.replica_group_id
+
+    @property
     def name(self) -> str:
         return self._name
 
@@ -244,3 +306,8 @@ class ObjectAdapter:
     def __repr__(self) -> str:
         state = "deactivated" if self._deactivated else "active" if self._active else "holding"
         return f"<ObjectAdapter {self._name!r} {state} {' : '.join(self.endpoints)}>"
+
+
+async def _all_done(*awaitables: asyncio.Future[None]) -> None:
+    for awaitable in awaitables:
+        await awaitable

@@ -15,7 +15,9 @@ from types import TracebackType
 from typing import Any
 
 from . import _core
+from ._locator import LocatorClient
 from ._proxy_string import Endpoint, parse_endpoints, parse_proxy
+from ._registration import Registration
 from ._runtime import Runtime, current_dispatch
 from .adapter import ObjectAdapter
 from .errors import CommunicatorDestroyedError, ProxyParseError, WrongLoopError
@@ -177,13 +179,22 @@ class Communicator:
             trust anchors, verification). Without it, ``ssl`` proxies verify
             servers against the system's authorities, and ``ssl`` adapters
             cannot be created.
+        locator: the proxy (or its string) of an ``Ice::Locator``, such as
+            IceGrid's ``"IceGrid/Locator:tcp -h 127.0.0.1 -p 4061"``: proxies
+            without endpoints (``hello@HelloAdapter``, ``hello``) resolve
+            through it, and adapters with an ``adapter_id`` register with it.
+            A locator request waits ``invocation_timeout`` at most, or
+            ``connect_timeout`` when there is none.
+        locator_cache_timeout: seconds a resolution is reused (``-1``: until
+            a connection to what it resolved fails; ``0``: never).
     """
 
     def __init__(self, *, io_threads: int = 1, idle_timeout: float = 60.0,
                  message_size_max: int = 1 << 20, connect_timeout: float = 10.0,
                  invocation_timeout: float | None = None, close_timeout: float = 10.0,
                  read_timeout: float = 10.0, loop_reads: bool | None = None,
-                 tls: TLS | None = None) -> None:
+                 tls: TLS | None = None, locator: object = None,
+                 locator_cache_timeout: float = -1) -> None:
         _check_int("io_threads", io_threads, 1, 256)
         _check_int("message_size_max", message_size_max, 64, (1 << 31) - 1)
         for name, value in (("idle_timeout", idle_timeout), ("connect_timeout", connect_timeout),
@@ -197,13 +208,21 @@ class Communicator:
             raise TypeError(f"loop_reads must be a bool, not {type(loop_reads).__name__}")
         if tls is not None and not isinstance(tls, TLS):
             raise TypeError(f"tls must be an aiocomm.TLS, not {type(tls).__name__}")
+        if isinstance(locator_cache_timeout, bool) or not isinstance(locator_cache_timeout,
+                                                                     int | float):
+            raise TypeError("locator_cache_timeout must be a number of seconds, not "
+                            f"{type(locator_cache_timeout).__name__}")
+        if locator_cache_timeout < 0 and locator_cache_timeout != -1:
+            raise ValueError("locator_cache_timeout must be -1 (forever), 0 (never) or "
+                             f"positive, not {locator_cache_timeout}")
         self._invocation_timeout = invocation_timeout
         self._options = {"io_threads": io_threads, "idle_timeout": idle_timeout,
                          "message_size_max": message_size_max,
                          "connect_timeout": connect_timeout,
                          "invocation_timeout": invocation_timeout,
                          "close_timeout": close_timeout, "read_timeout": read_timeout,
-                         "loop_reads": loop_reads}
+                         "loop_reads": loop_reads,
+                         "locator_cache_timeout": locator_cache_timeout}
         self._inbox = _core.Inbox()
         handle = _core.Communicator(self._inbox, io_threads, message_size_max,
                                     float(idle_timeout), float(connect_timeout),
@@ -222,6 +241,11 @@ class Communicator:
         self._shutdown = False
         self._shutdown_waiters: list[asyncio.Future[None]] = []
         self._source_traceback = traceback.extract_stack(limit=8)[:-1]
+        self._locators: dict[str, LocatorClient] = {}
+        self._clearing: asyncio.Task[Any] | None = None  # see _clear_registrations
+        self._locator: LocatorClient | None = None
+        if locator is not None:
+            self._locator = self._locator_client(locator)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -266,7 +290,9 @@ class Communicator:
     def create_object_adapter(self, endpoints: str = "tcp -h 127.0.0.1 -p 0", *,
                               name: str | None = None,
                               published_endpoints: str | None = None,
-                              authorize: Callable[[Current], bool] | None = None
+                              authorize: Callable[[Current], bool] | None = None,
+                              adapter_id: str | None = None,
+                              replica_group_id: str | None = None
                               ) -> ObjectAdapter:
         """Creates an object adapter listening on ``endpoints`` (bound at once; ``-p 0``
         picks a free port). Activate it to start dispatching.
@@ -285,7 +311,13 @@ class Communicator:
         :class:`~aiocomm.PermissionDeniedError`, refuses, and the caller gets
         ``PermissionDeniedError`` (reply status 9, Ice 3.8's ``Unauthorized``).
         It must answer at once (no ``async def``); a hook that raises
-        anything else, or returns a non-bool, refuses too and is logged."""
+        anything else, or returns a non-bool, refuses too and is logged.
+
+        ``adapter_id`` (with the communicator's ``locator``) registers the
+        adapter: ``await adapter.activate()`` completes once the locator's
+        registry has its published endpoints (``replica_group_id``: as one
+        replica of that group), and the proxies the adapter makes are
+        indirect (``name @ adapter_id``, or ``@ replica_group_id``)."""
         if not isinstance(endpoints, str):
             raise TypeError(f"endpoints must be a str, not {type(endpoints).__name__}")
         if published_endpoints is not None and not isinstance(published_endpoints, str):
@@ -295,6 +327,14 @@ class Communicator:
                                       or inspect.iscoroutinefunction(authorize)):
             raise TypeError("authorize must be a plain callable taking current and returning "
                             f"a bool, not {authorize!r}")
+        for option, value in (("adapter_id", adapter_id), ("replica_group_id", replica_group_id)):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise TypeError(f"{option} must be a non-empty str or None, not {value!r}")
+        if replica_group_id is not None and adapter_id is None:
+            raise ValueError("a replica_group_id needs an adapter_id (each replica has its own)")
+        if adapter_id is not None and self._locator is None:
+            raise ValueError("an adapter_id registers with a locator: create the communicator "
+                             "with Communicator(locator=...)")
         runtime = self._runtime_for_call()
         if self._shutdown:
             raise CommunicatorDestroyedError("the communicator has been shut down")
@@ -329,8 +369,13 @@ class Communicator:
         if publish_as is not None:
             port = published[0].port
             published = [e if e.port else dataclasses.replace(e, port=port) for e in publish_as]
-        adapter = ObjectAdapter(self, runtime, name or f"adapter-{next(_adapter_names)}",
-                                core_ids, tuple(published), authorize)
+        name = name or f"adapter-{next(_adapter_names)}"
+        registration = None
+        if adapter_id is not None and self._locator is not None:
+            registration = Registration(runtime.loop, self._locator, adapter_id,
+                                        replica_group_id, name)
+        adapter = ObjectAdapter(self, runtime, name, core_ids, tuple(published), authorize,
+                                registration=registration)
         for core_id in core_ids:
             runtime.adapters[core_id] = adapter
         self._adapters.append(adapter)
@@ -357,7 +402,36 @@ class Communicator:
         if any(e.secure for e in spec.endpoints):
             require_tls()
         return Proxy(self, spec.identity, spec.facet, spec.endpoints,
-                     oneway=spec.mode == "oneway")
+                     oneway=spec.mode == "oneway", adapter_id=spec.adapter_id,
+                     locator=self._locator if spec.adapter_id is not None else None)
+
+    @property
+    def locator(self) -> Proxy | None:
+        """The default locator's proxy (``Communicator(locator=...)``), if any."""
+        return None if self._locator is None else self._locator.proxy
+
+    def _locator_client(self, locator: object) -> LocatorClient | None:
+        """The (shared) client of ``locator``: a proxy, a typed proxy, its string, or None."""
+        if locator is None:
+            return None
+        if isinstance(locator, str):
+            proxy = self.proxy(locator)
+        else:
+            inner = locator if isinstance(locator, Proxy) else getattr(locator, "proxy", None)
+            if not isinstance(inner, Proxy):
+                raise TypeError("a locator is a proxy, a typed proxy or a proxy string, not "
+                                f"{type(locator).__name__}")
+            proxy = inner
+        if proxy.adapter_id is not None:
+            raise ProxyParseError(f"a locator proxy needs endpoints, not {proxy}")
+        key = str(proxy)
+        client = self._locators.get(key)
+        if client is None:
+            options: dict[str, Any] = self._options
+            bound = options["invocation_timeout"] or options["connect_timeout"]
+            client = self._locators[key] = LocatorClient(
+                proxy, float(options["locator_cache_timeout"]), float(bound))
+        return client
 
     # --------------------------------------------------------- lifecycle
 
@@ -418,6 +492,10 @@ class Communicator:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
+        if loop is not None and loop is self._loop and self._destroy is None:
+            clearing = self._clear_registrations(loop)
+            if clearing is not None:
+                return clearing
         completion = self._start_destroy(loop)
         if loop is None:
             bound = self._loop
@@ -427,6 +505,39 @@ class Communicator:
             completion.mark_done()
             return _Completed()
         return completion.waiter(loop)
+
+    def _clear_registrations(self, loop: asyncio.AbstractEventLoop
+                             ) -> asyncio.Future[None] | None:
+        """Before destroy proper, adapters registered with a locator clear their
+        registration (for ``close_timeout`` at most), as deactivate does: else
+        the registry would keep sending clients to endpoints that are gone.
+        None when there is nothing to clear. Only on the bound loop: a
+        blocking destroy cannot talk to the registry."""
+        clearing = self._clearing
+        if clearing is None:
+            tasks = [task for adapter in self._adapters
+                     if (task := adapter._clear_registration()) is not None]
+            if not tasks:
+                return None
+            self._release_current_dispatch()  # a servant destroying its communicator
+            clearing = self._clearing = loop.create_task(
+                asyncio.wait(tasks, timeout=self._options["close_timeout"]))
+        elif clearing.done():
+            return None
+        # Each caller its own future (cancelling one cancels neither the
+        # clearing nor the destroy that follows it).
+        future: asyncio.Future[None] = loop.create_future()
+
+        def destroy_now(_: object) -> None:
+            waiter = self.destroy()
+            if isinstance(waiter, asyncio.Future):
+                waiter.add_done_callback(
+                    lambda _: None if future.done() else future.set_result(None))
+            elif not future.done():
+                future.set_result(None)
+
+        clearing.add_done_callback(destroy_now)
+        return future
 
     def _start_destroy(self, loop: asyncio.AbstractEventLoop | None) -> _DestroyCompletion:
         self._release_current_dispatch()

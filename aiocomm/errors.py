@@ -10,7 +10,9 @@ from __future__ import annotations
 import builtins
 
 __all__ = [
+    "AdapterAlreadyActiveError",
     "AdapterDeactivatedError",
+    "AdapterNotFoundError",
     "AiocommError",
     "AlreadyRegisteredError",
     "CommunicatorDestroyedError",
@@ -19,7 +21,10 @@ __all__ = [
     "ConnectionRefusedError",
     "DispatchError",
     "FacetNotExistError",
+    "InvalidReplicaGroupError",
     "InvocationTimeoutError",
+    "LocatorTimeoutError",
+    "LocatorUnreachableError",
     "MarshalError",
     "MessageSizeError",
     "NotRegisteredError",
@@ -28,6 +33,7 @@ __all__ = [
     "PermissionDeniedError",
     "ProtocolError",
     "ProxyParseError",
+    "RegistrationError",
     "TLSError",
     "UnknownError",
     "UnknownLocalError",
@@ -58,7 +64,12 @@ class AlreadyRegisteredError(AiocommError, KeyError):
 
 
 class NotRegisteredError(AiocommError, KeyError):
-    """No servant is registered under this identity."""
+    """No servant is registered under this identity; or the locator knows no
+    adapter (or well-known object) by the id an indirect proxy names."""
+
+    def __str__(self) -> str:
+        # KeyError quotes its argument; a message reads better as it is.
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
 
 
 class AdapterDeactivatedError(AiocommError, RuntimeError):
@@ -91,6 +102,36 @@ class ConnectionRefusedError(AiocommError, builtins.ConnectionRefusedError):
 
 class ConnectionLostError(AiocommError, builtins.ConnectionError):
     """The connection ended before the reply arrived."""
+
+
+class LocatorUnreachableError(AiocommError, builtins.ConnectionError):
+    """The locator that resolves an indirect proxy could not be reached (or its
+    connection failed): nothing was resolved, the request was not sent."""
+
+
+class LocatorTimeoutError(LocatorUnreachableError, InvocationTimeoutError):
+    """The locator did not answer within the invocation timeout (a
+    :class:`LocatorUnreachableError` and an :class:`InvocationTimeoutError`)."""
+
+
+class RegistrationError(AiocommError):
+    """The locator registry refused to register an adapter's endpoints (what
+    ``await adapter.activate()`` raises); ``__cause__`` holds the registry's
+    own exception when it sent one."""
+
+
+class AdapterNotFoundError(RegistrationError, NotRegisteredError):
+    """The registry knows no adapter by this id and does not register new ones
+    (dynamic registration is off, or the id belongs to a deployed server)."""
+
+
+class AdapterAlreadyActiveError(RegistrationError):
+    """Another live process has registered the adapter id already."""
+
+
+class InvalidReplicaGroupError(RegistrationError):
+    """The adapter may not join this replica group (a group declared in an
+    application descriptor takes only the adapters deployed into it)."""
 
 
 class TLSError(AiocommError, builtins.ConnectionError):

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import weakref
 from collections.abc import Mapping
 from threading import get_ident as _get_ident
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _core
 from ._encoding import decode_bool, decode_string, decode_string_seq, encode_string
-from ._proxy_string import Endpoint, format_endpoint
-from .errors import CommunicatorDestroyedError, MessageSizeError
+from ._proxy_string import Endpoint, format_adapter_id, format_endpoint
+from .errors import (
+    CommunicatorDestroyedError,
+    ConnectionRefusedError,
+    ConnectTimeoutError,
+    MessageSizeError,
+    NotRegisteredError,
+)
 from .identity import Identity
 
 if TYPE_CHECKING:
@@ -23,6 +30,18 @@ _NORMAL, _IDEMPOTENT = 0, 2
 _UNSET: Any = object()
 
 
+class Resolver(Protocol):
+    """What an indirect proxy calls through: the client side of a locator
+    (``aiocomm._locator.LocatorClient``), handed in by the communicator."""
+
+    @property
+    def proxy(self) -> Proxy: ...
+
+    def invoke(self, proxy: Proxy, operation: str, payload: Any, idempotent: bool,
+               context: dict[str, str] | None, timeout: float | None) -> asyncio.Future[bytes]:
+        ...
+
+
 class Proxy:
     """An immutable reference to an Ice object: identity, facet, mode and endpoints.
 
@@ -31,12 +50,15 @@ class Proxy:
     raise :class:`~aiocomm.CommunicatorDestroyedError`.
     """
 
-    __slots__ = ("__weakref__", "_communicator", "_context", "_endpoints", "_facet", "_identity",
-                 "_oneway", "_prefix", "_target", "_timeout")
+    __slots__ = ("__weakref__", "_adapter_id", "_cached", "_communicator", "_context",
+                 "_endpoints", "_facet", "_identity", "_locator", "_oneway", "_prefix",
+                 "_resolved", "_rotation", "_target", "_timeout")
 
     def __init__(self, communicator: Communicator, identity: Identity, facet: str,
                  endpoints: tuple[Endpoint, ...], *, oneway: bool = False,
-                 timeout: float | None = None, context: Mapping[str, str] | None = None) -> None:
+                 timeout: float | None = None, context: Mapping[str, str] | None = None,
+                 adapter_id: str | None = None, locator: Resolver | None = None,
+                 connection_cached: bool = True) -> None:
         self._communicator = weakref.ref(communicator)
         self._identity = identity
         self._facet = facet
@@ -45,10 +67,29 @@ class Proxy:
         self._timeout = timeout
         self._context = _checked_context(context) if context else None
         self._prefix = _core.encode_identity_facet(identity.name, identity.category, facet)
-        # The native registry's key of each endpoint (core/outgoing.h).
-        key = ":".join(f"{'127.0.0.1' if e.host == '*' else e.host}/{e.port}"
-                       + ("/ssl" if e.secure else "") for e in endpoints)
-        self._target = _core.Target(key, [(e.host, e.port, e.secure) for e in endpoints])
+        # No endpoints: indirect ("" well-known, else an adapter or replica
+        # group id), resolved through the locator at each call (it caches).
+        self._adapter_id = None if endpoints else (adapter_id or "")
+        self._locator = locator
+        self._cached = connection_cached
+        # The direct copy made for the endpoints last resolved (see resolved()).
+        self._resolved: Proxy | None = None
+        # connection_cached=False over several endpoints: one target per
+        # endpoint it starts from, taken in turn by successive requests.
+        self._rotation: tuple[list[Proxy], itertools.cycle[Proxy]] | None = None
+        self._target: Any = _target(endpoints) if endpoints else None
+        if not connection_cached and len(endpoints) > 1:
+            # Successive requests go to successive endpoints (each over its
+            # own connection); one that cannot connect falls back to the
+            # whole list (_balanced), so a dead endpoint never costs the call.
+            singles = [Proxy(communicator, identity, facet, (e,), oneway=oneway, timeout=timeout,
+                             context=context) for e in endpoints]
+            for single in singles:
+                # A key of their own while connecting: a request for the whole
+                # list must not ride (and fail with) an attempt on a dead
+                # endpoint; once connected, the connection is shared as usual.
+                single._target = _target(single._endpoints, "balanced|")
+            self._rotation = (singles, itertools.cycle(singles))
 
     # -------------------------------------------------------------- calls
 
@@ -87,12 +128,24 @@ class Proxy:
             context = self._context
         else:
             context = _checked_context(context)
+        target = self._target
+        if target is None:
+            locator = self._locator
+            if locator is None:
+                raise NotRegisteredError(f"proxy '{self}' has no endpoints and no locator to find "
+                                         "them (Communicator(locator=...), with_locator())")
+            del communicator
+            return locator.invoke(self, operation, payload, idempotent, context, timeout)
+        if self._rotation is not None:
+            del communicator
+            return self._balanced(runtime.loop, next(self._rotation[1]), operation, payload,
+                                  idempotent, context, timeout)
         handle = communicator._handle
         del communicator  # a pending call does not keep the communicator alive
         if timeout is None and not self._oneway:
             # The common call: one native step, its future completed natively.
             try:
-                return handle.call(self._target, self._prefix, operation,  # type: ignore[no-any-return]
+                return handle.call(target, self._prefix, operation,  # type: ignore[no-any-return]
                                    _IDEMPOTENT if idempotent else _NORMAL, context, payload,
                                    idempotent, runtime.batching or runtime.defer(),
                                    runtime.create_future)
@@ -100,9 +153,44 @@ class Proxy:
                 raise CommunicatorDestroyedError("the communicator has been destroyed") from None
             except _core.MessageSizeError as error:
                 raise MessageSizeError(str(error)) from None
-        return runtime.invoke(handle, self._target, self._prefix, operation,
+        return runtime.invoke(handle, target, self._prefix, operation,
                               _IDEMPOTENT if idempotent else _NORMAL, context, payload,
                               self._oneway, idempotent, timeout)
+
+    def _balanced(self, loop: asyncio.AbstractEventLoop, single: Proxy, operation: str,
+                  payload: Any, idempotent: bool, context: dict[str, str] | None,
+                  timeout: float | None) -> asyncio.Future[bytes]:
+        """The request through ``single`` (this request's endpoint); if it cannot
+        connect there, nothing was sent, and any endpoint of the list takes it."""
+        first = single.invoke(operation, payload, idempotent=idempotent, context=context,
+                              timeout=timeout)
+        outer: asyncio.Future[bytes] = loop.create_future()
+
+        def settle(done: asyncio.Future[bytes]) -> None:
+            if outer.done():  # cancelled by the caller
+                return
+            if done.cancelled():
+                outer.cancel()
+                return
+            error = done.exception()
+            if error is None:
+                outer.set_result(done.result())
+            elif done is first and isinstance(error, ConnectionRefusedError | ConnectTimeoutError):
+                try:
+                    again = self._copy(connection_cached=True).invoke(
+                        operation, payload, idempotent=idempotent, context=context,
+                        timeout=timeout)
+                except Exception as failure:
+                    outer.set_exception(failure)
+                    return
+                again.add_done_callback(settle)
+                outer.add_done_callback(lambda o: again.cancel() if o.cancelled() else None)
+            else:
+                outer.set_exception(error)
+
+        first.add_done_callback(settle)
+        outer.add_done_callback(lambda o: first.cancel() if o.cancelled() else None)
+        return outer
 
     async def ping(self, *, context: Mapping[str, str] | None = None,
                    timeout: float | None = None) -> None:
@@ -125,15 +213,47 @@ class Proxy:
 
     def _copy(self, *, identity: Identity | None = None, facet: str | None = None,
               oneway: bool | None = None, timeout: Any = _UNSET,
-              context: Any = _UNSET) -> Proxy:
+              context: Any = _UNSET, endpoints: tuple[Endpoint, ...] | None = None,
+              locator: Any = _UNSET, connection_cached: bool | None = None) -> Proxy:
         communicator = self._communicator()
         if communicator is None:
             raise CommunicatorDestroyedError("the communicator has been destroyed or collected")
         return Proxy(communicator, identity if identity is not None else self._identity,
-                     facet if facet is not None else self._facet, self._endpoints,
+                     facet if facet is not None else self._facet,
+                     self._endpoints if endpoints is None else endpoints,
                      oneway=self._oneway if oneway is None else oneway,
                      timeout=self._timeout if timeout is _UNSET else timeout,
-                     context=self._context if context is _UNSET else context)
+                     context=self._context if context is _UNSET else context,
+                     adapter_id=self._adapter_id,
+                     locator=self._locator if locator is _UNSET else locator,
+                     connection_cached=(self._cached if connection_cached is None
+                                        else connection_cached))
+
+    def resolved(self, endpoints: tuple[Endpoint, ...]) -> Proxy:
+        """The direct copy of this indirect proxy for ``endpoints`` (what the
+        locator resolved); kept, so that its native target is made once."""
+        resolved = self._resolved
+        if resolved is None or resolved._endpoints != endpoints:
+            resolved = self._resolved = self._copy(endpoints=endpoints, locator=None)
+        return resolved
+
+    def with_locator(self, locator: object) -> Proxy:
+        """A copy that resolves through ``locator`` (a proxy to an ``Ice::Locator``,
+        a typed one, its string, or None for none). Only proxies without
+        endpoints (indirect or well-known) consult it."""
+        communicator = self._communicator()
+        if communicator is None:
+            raise CommunicatorDestroyedError("the communicator has been destroyed or collected")
+        return self._copy(locator=communicator._locator_client(locator))
+
+    def with_connection_cached(self, cached: bool) -> Proxy:
+        """``False``: each request picks the next of the proxy's endpoints (or, for
+        an indirect proxy, of those the locator returned), spreading requests over
+        the replicas of a group; ``True`` (the default): every request goes over
+        the connection to the first endpoint that answers, as in Ice."""
+        if not isinstance(cached, bool):
+            raise TypeError(f"cached must be a bool, not {type(cached).__name__}")
+        return self if cached == self._cached else self._copy(connection_cached=cached)
 
     def oneway(self) -> Proxy:
         """A copy whose invocations are oneway: no reply, complete once written."""
@@ -173,6 +293,21 @@ class Proxy:
         return tuple(format_endpoint(e) for e in self._endpoints)
 
     @property
+    def adapter_id(self) -> str | None:
+        """None for a direct proxy; ``""`` for a well-known one; else the id of the
+        adapter (or replica group) the locator resolves."""
+        return self._adapter_id
+
+    @property
+    def locator(self) -> Proxy | None:
+        """The proxy of the locator this proxy resolves through, if any."""
+        return None if self._locator is None else self._locator.proxy
+
+    @property
+    def is_connection_cached(self) -> bool:
+        return self._cached
+
+    @property
     def is_oneway(self) -> bool:
         return self._oneway
 
@@ -196,6 +331,8 @@ class Proxy:
             text += f' -f "{self._facet}"' if " " in self._facet else f" -f {self._facet}"
         text += " -o" if self._oneway else " -t"
         text += " -e 1.1"
+        if self._adapter_id:
+            return f"{text} @ {format_adapter_id(self._adapter_id)}"
         return ":".join([text, *(format_endpoint(e) for e in self._endpoints)])
 
     def __repr__(self) -> str:
@@ -211,6 +348,13 @@ class Proxy:
 
     def __hash__(self) -> int:
         return hash(self._key())
+
+
+def _target(endpoints: tuple[Endpoint, ...], prefix: str = "") -> Any:
+    # The native registry's key of each endpoint (core/outgoing.h).
+    key = prefix + ":".join(f"{'127.0.0.1' if e.host == '*' else e.host}/{e.port}"
+                            + ("/ssl" if e.secure else "") for e in endpoints)
+    return _core.Target(key, [(e.host, e.port, e.secure) for e in endpoints])
 
 
 def _checked_context(context: Mapping[str, str]) -> dict[str, str]:

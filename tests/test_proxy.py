@@ -165,7 +165,6 @@ async def test_identity_round_trip_with_special_characters(comm: aiocomm.Communi
     [
         "",
         "   ",
-        "hello",
         "hello:",
         ":tcp -h h -p 1",
         "hello:udp -h h -p 1",
@@ -184,7 +183,9 @@ async def test_identity_round_trip_with_special_characters(comm: aiocomm.Communi
         "hello -s:tcp -h h -p 1",
         "hello -O:tcp -h h -p 1",
         "hello -d:tcp -h h -p 1",
-        "hello@adapter",
+        "hello@a@b",
+        "hello@",
+        "hello@adapter:tcp -h h -p 1",
         '"unterminated:tcp -h h -p 1',
         "a/b/c:tcp -h h -p 1",
         "cat/:tcp -h h -p 1",

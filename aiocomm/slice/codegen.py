@@ -114,11 +114,14 @@ class _ModuleWriter:
         """The prefix (``""`` or ``"Other."``) naming scoped's top-level module from here."""
         definition = self.unit.definitions.get(scoped)
         top = scoped.strip(":").split("::")[0]
-        if top == self.top:
-            return ""
-        if definition is not None and is_builtin(definition.position.file):
+        if (definition is not None and is_builtin(definition.position.file)
+                and all(d is not definition for d in self.defs)):
+            # A standard type used by a file of module Ice that is not one of
+            # the standard files (aiocomm's locator): still aiocomm.slice.ice's.
             self.imports.add(f"import {ICE_MODULE} as _Ice")
             return "_Ice."
+        if top == self.top:
+            return ""
         alias = f"_m_{top}"
         target = f"{self.import_root}.{top}" if self.import_root else top
         self.imports.add(f"import {target} as {alias}")
