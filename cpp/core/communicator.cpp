@@ -147,10 +147,17 @@ std::shared_ptr<Connection> Communicator::client_connection(
   {
     std::lock_guard lock(registry_mutex_);
     // An established connection to any of the endpoints, in order; else one
-    // already connecting for this very target.
+    // already connecting for this very target. Not another target's attempt
+    // still connecting: it may be refused, while this target has other
+    // endpoints to try.
     for (const auto& endpoint : target->endpoints) {
       auto it = client_connections_.find(endpoint.key);
-      if (it != client_connections_.end() && it->second->usable()) return it->second;
+      if (it == client_connections_.end()) continue;
+      auto& candidate = it->second;
+      bool own = target->endpoints.size() == 1 || candidate->target() == target;
+      if ((own || candidate->state() != Connection::State::connecting) && candidate->usable()) {
+        return candidate;
+      }
     }
     auto it = client_connections_.find(target->key);
     if (it != client_connections_.end() && it->second->usable()) return it->second;

@@ -154,6 +154,36 @@ void Connection::try_next_endpoint() {
             "connection refused (" + target_->key + "): " + last_connect_error_);
 }
 
+// A connect that hangs (a host that is down drops the SYN) moves on to the
+// next address or endpoint as a refused one does, each with a whole
+// connect_timeout: a dead replica must not keep the living ones from being
+// tried. Only the last one's timeout fails the connection.
+void Connection::connect_timed_out() {
+  bool more = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (state_ != State::connecting) return;
+    // Stale: posted before an attempt that started since.
+    if (now_nanos() - connect_started_.load() <= to_nanos(host_.options().connect_timeout)) return;
+    more = address_index_ < addresses_.size() || endpoint_index_ < target_->endpoints.size();
+    if (more) {
+      last_connect_error_ = "connect timed out";
+      if (fd_) {
+        reactor_.unwatch(fd_.get(), this);
+        fd_.reset();
+      }
+      connect_started_ = now_nanos();
+    }
+  }
+  if (!more) {
+    close_now(CloseKind::connect_timeout, "connect timed out (" + target_->key + ")");
+    return;
+  }
+  // unwatch() released our registration; keep ourselves alive meanwhile.
+  auto self = shared_from_this();
+  try_next_endpoint();
+}
+
 void Connection::on_connected() {
   {
     std::lock_guard lock(mutex_);
@@ -334,6 +364,10 @@ void Connection::check_timers(std::chrono::steady_clock::time_point now_point) {
     case State::closed:
       return;
     case State::connecting:
+      if (now - connect_started_.load() > to_nanos(options.connect_timeout)) {
+        reactor_.post([self = shared_from_this()] { self->connect_timed_out(); });
+      }
+      return;
     case State::validating:
       if (now - connect_started_.load() > to_nanos(options.connect_timeout)) {
         abort(CloseKind::connect_timeout,

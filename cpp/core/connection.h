@@ -192,6 +192,8 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   // only reports what the kernel holds).
   void post_tls_read();
   void try_next_endpoint();
+  // Reactor thread: the current address's connect outlived connect_timeout.
+  void connect_timed_out();
   void on_connected();
   void on_readable();
   void read_rounds();  // read_mutex_ held

@@ -878,6 +878,41 @@ TEST(connect_timeout_when_server_never_validates) {
   CHECK(took < 2s);
 }
 
+// A host that is down drops the SYN: a connect to it hangs. A target with
+// more endpoints moves on after connect_timeout, and a target that only
+// shares that endpoint does not ride another target's hanging attempt.
+TEST(hanging_connect_moves_on_to_the_next_endpoint) {
+  // A full accept queue drops further SYNs on Linux: what a dead host does.
+  auto hanging = platform::listen_tcp("127.0.0.1", 0, 0);
+  const int hanging_port = platform::local_address(hanging.get()).port;
+  RawClient filler(hanging_port);  // fills the queue (never accepted)
+  REQUIRE(filler.connected());
+  core::Options o;
+  o.connect_timeout = 300ms;
+  Node server, client(o);
+  auto adapter = server.comm->create_adapter("127.0.0.1", 0);
+
+  auto lone = target_for(hanging_port);  // its attempt hangs
+  auto lone_id = call(*client.comm, lone);
+  auto both = std::make_shared<core::Target>();
+  both->key = "tcp -h 127.0.0.1 -p " + std::to_string(hanging_port) + ":tcp -h 127.0.0.1 -p " +
+              std::to_string(adapter.address.port);
+  both->endpoints.push_back(core::Endpoint{"127.0.0.1", hanging_port});
+  both->endpoints.push_back(core::Endpoint{"127.0.0.1", adapter.address.port});
+  auto start = Clock::now();
+  auto both_id = call(*client.comm, both);
+
+  auto request = server.loop.wait_request(0, 4 * long_wait);
+  REQUIRE(request);
+  server.comm->send_reply(request->connection_id, ok_reply(*request, request->body));
+  auto reply = client.loop.wait_for(EventKind::reply, both_id, 4 * long_wait);
+  REQUIRE(reply);
+  CHECK(elapsed_since(start) >= 250ms);  // it waited for the first endpoint
+  auto failed = client.loop.wait_for(EventKind::failed, lone_id);
+  REQUIRE(failed);
+  CHECK_EQ(failed->code, static_cast<std::uint8_t>(ErrorCode::connect_timeout));
+}
+
 TEST(server_closes_garbage_connection_and_keeps_serving) {
   Node server, client;
   auto adapter = server.comm->create_adapter("127.0.0.1", 0);
