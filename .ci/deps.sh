@@ -3,7 +3,7 @@
 # Ninja, pyenv Pythons): the Ice 3.7 interop peer for the system
 # interpreter, Ice 3.7's slice2py (the Slice parser's oracle), IceGrid's
 # registry and admin tool (the locator tests' real registry), and clang
-# with its compiler-rt (libFuzzer) for .ci/fuzz.sh.
+# with its compiler-rt (libFuzzer) and python3-dev for .ci/fuzz.sh.
 # apt-get by package name only; nothing is run when all is present.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -21,6 +21,10 @@ fi
 
 # OpenSSL's headers: the TLS engine (cpp/tls) and ssl endpoints.
 dpkg -s libssl-dev >/dev/null 2>&1 || apt_install libssl-dev openssl
+
+# The system interpreter's headers and libpython: .ci/fuzz.sh embeds it in
+# fuzz_typed (the typed decoder builds Python objects).
+dpkg -s python3-dev >/dev/null 2>&1 || apt_install python3-dev
 
 # Ice 3.7's Slice compiler: the Slice parser's tests check that it agrees.
 command -v slice2py >/dev/null || apt_install zeroc-ice-compilers

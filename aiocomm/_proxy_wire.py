@@ -12,7 +12,7 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from ._proxy_string import Endpoint, parse_endpoint
-from .errors import MarshalError
+from .errors import MarshalError, ProxyParseError
 from .identity import Identity
 from .proxy import Proxy
 
@@ -99,7 +99,16 @@ def _tcp_endpoint(body: bytes) -> Endpoint:
     compress = reader.take(1) != b"\x00"
     if not 0 <= port <= 65535:
         raise MarshalError(f"tcp endpoint port {port} is out of range")
-    return Endpoint(host, port, None if timeout < 0 else timeout, compress)
+    endpoint = Endpoint(host, port, None if timeout < 0 else timeout, compress)
+    # A proxy keeps its endpoints as text: a host that text cannot carry (empty,
+    # a quote, a tab...) would make a proxy that fails when used or sent on.
+    try:
+        usable = parse_endpoint(str(endpoint)) == endpoint
+    except ProxyParseError:
+        usable = False
+    if not usable:
+        raise MarshalError(f"tcp endpoint host {host!r} cannot be used")
+    return endpoint
 
 
 def decode(communicator: Communicator | None, name: str, category: str, facet: str, mode: int,

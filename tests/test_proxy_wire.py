@@ -57,6 +57,20 @@ async def test_malformed_endpoints_are_marshal_errors(comm: aiocomm.Communicator
     assert issubclass(aiocomm.MarshalError, ValueError)
 
 
+async def test_a_host_the_endpoint_text_cannot_carry_is_a_marshal_error(
+        comm: aiocomm.Communicator) -> None:
+    # Found by fuzz_typed (cpp/fuzz/regressions/typed-*--empty_host): an empty
+    # host decoded into a proxy that raised ProxyParseError when sent on.
+    for host in ("", "a\tb", 'a"b', "\n"):
+        with pytest.raises(aiocomm.MarshalError, match="cannot be used"):
+            _proxy_wire.decode(comm, "x", "", "", 0, False, (1, 1), [_tcp(host, 1, -1, False)], "")
+    # Hosts the text form quotes still decode, and are sent on unchanged.
+    for host in ("::1", "a b"):
+        proxy = _proxy_wire.decode(comm, "x", "", "", 0, False, (1, 1),
+                                   [_tcp(host, 1, -1, False)], "")
+        assert _tcp(host, 1, -1, False)[1] in _proxy_wire.encode(proxy)
+
+
 def test_encode_takes_typed_proxies_and_refuses_other_values() -> None:
     with pytest.raises(TypeError):
         _proxy_wire.encode("x:tcp -h h -p 1")
