@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -108,6 +110,10 @@ class Svc(NT.Svc):  # type: ignore[misc]
 
     def echo(self, p: Any, current: aiocomm.Current) -> Any:
         return p
+
+    def echoLine(self, line: Any, current: aiocomm.Current) -> Any:
+        self.seen.append(line)
+        return line
 
 
 class PlainErrors(Svc):
@@ -256,3 +262,23 @@ async def test_destroy_waits_for_a_suspended_typed_dispatch(pair: Pair) -> None:
     servant.release.set()
     assert await asyncio.wait_for(call, LIMIT) == "released"
     await asyncio.wait_for(destroy, LIMIT)
+
+
+async def test_decoded_structs_and_lists_are_tracked_by_the_collector(pair: Pair) -> None:
+    # The codec keeps what it builds away from the collector while it decodes;
+    # once decoded, every struct and list is tracked again, and a cycle made
+    # of them is collected.
+    servant = Svc()
+    pair.adapter.add(servant, "s")
+    more = [NT.Pt(i, str(i)) for i in range(2000)]
+    line = await pair.svc("s").echoLine(NT.Line(NT.Pt(1, "a"), NT.Pt(2, "b"), more))
+    assert line == NT.Line(NT.Pt(1, "a"), NT.Pt(2, "b"), more)
+    for decoded in (line, servant.seen[0]):  # by the client's codec, and the server's
+        assert gc.is_tracked(decoded) and gc.is_tracked(decoded.a)
+        assert gc.is_tracked(decoded.more) and all(gc.is_tracked(p) for p in decoded.more)
+    servant.seen.clear()
+    line.more.append(line)  # a cycle: line -> more -> line
+    gone = weakref.ref(line)
+    del line
+    gc.collect()
+    assert gone() is None
