@@ -11,6 +11,12 @@ with bytes, as for any servant. A typed user exception leaves as a plain
 stays the same; one the operation does not declare becomes
 :class:`~aiocomm.UnknownUserError`, as Ice 3.8 servers do.
 
+The drain (cpp/binding/native_dispatch.cpp) does the same for the common
+request without this module's ``call_typed``: it decodes, calls and encodes
+natively, and comes here only for ``native_async`` (a coroutine method's
+result) and ``native_error`` (what a method raised); what it declines
+reaches ``call_typed`` through the runtime.
+
 Depends on :mod:`aiocomm.errors` only (duck-typed over the codec's objects).
 """
 
