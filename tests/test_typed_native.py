@@ -282,3 +282,28 @@ async def test_decoded_structs_and_lists_are_tracked_by_the_collector(pair: Pair
     del line
     gc.collect()
     assert gone() is None
+
+
+async def test_an_authorize_hook_sees_typed_requests() -> None:
+    # Every typed request, plain or async def, is put to the hook first.
+    seen: list[str] = []
+
+    def authorize(current: aiocomm.Current) -> bool:
+        seen.append(current.operation)
+        return current.operation != "add"
+
+    server = aiocomm.Communicator()
+    client = aiocomm.Communicator(invocation_timeout=LIMIT)
+    try:
+        adapter = server.create_object_adapter(authorize=authorize)
+        adapter.add(Svc(), "s")
+        adapter.activate()
+        prx = NT.SvcPrx(client.proxy(f"s:{adapter.endpoints[0]}"))
+        assert await prx.echo(NT.Pt(1, "one")) == NT.Pt(1, "one")
+        assert await prx.getTag() == "unset"
+        with pytest.raises(aiocomm.PermissionDeniedError):
+            await prx.add(1, 2)
+        assert seen == ["echo", "getTag", "add"]
+    finally:
+        await client.destroy()
+        await asyncio.wait_for(server.destroy(), LIMIT)
