@@ -11,6 +11,12 @@ with bytes, as for any servant. A typed user exception leaves as a plain
 stays the same; one the operation does not declare becomes
 :class:`~aiocomm.UnknownUserError`, as Ice 3.8 servers do.
 
+The drain (cpp/binding/native_dispatch.cpp) does the same for the common
+request without this module's ``call_typed``: it decodes, calls and encodes
+natively, and comes here only for ``native_async`` (a coroutine method's
+result) and ``native_error`` (what a method raised); what it declines
+reaches ``call_typed`` through the runtime.
+
 Depends on :mod:`aiocomm.errors` only (duck-typed over the codec's objects).
 """
 
@@ -27,7 +33,7 @@ from .errors import (
     UserError,
 )
 
-__all__ = ["call_typed"]
+__all__ = ["call_typed", "native_async", "native_error"]
 
 
 def call_typed(servant: object, operations: Mapping[str, Any], current: Any, params: bytes,
@@ -57,6 +63,23 @@ def call_typed(servant: object, operations: Mapping[str, Any], current: Any, par
     if isinstance(result, Awaitable):
         return _finish_async(_await(result), operation, throws)
     return operation.encode_out(result)
+
+
+def native_async(result: Awaitable[Any], operation: Any, servant: object,
+                 name: str) -> Coroutine[Any, Any, Any]:
+    """For the native dispatch (cpp/binding/native_dispatch.cpp), which decoded the
+    parameters and called the method: a coroutine of the encoded result of the
+    awaitable the method returned, whose first step the drain runs."""
+    coroutine = result if isinstance(result, Coroutine) else _await(result)
+    return _finish_async(coroutine, operation, _declared(servant, name))
+
+
+def native_error(error: BaseException, operation: Any, servant: object,
+                 name: str) -> BaseException:
+    """For the native dispatch: what is answered for what a typed method raised."""
+    if isinstance(error, UserError):
+        return _encoded(error, operation, _declared(servant, name))
+    return error
 
 
 def _declared(servant: object, name: str) -> tuple[type[BaseException], ...]:

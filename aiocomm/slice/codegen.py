@@ -252,8 +252,8 @@ class _ModuleWriter:
             "import builtins",
             "import dataclasses",
             "import enum",
-            "from collections.abc import Awaitable, Mapping, Sequence",
-            "from typing import ClassVar, cast",
+            "from collections.abc import Awaitable, Coroutine, Mapping, Sequence",
+            "from typing import Any, ClassVar, cast",
             "",
             "import aiocomm",
             "from aiocomm.slice import runtime as _rt",
@@ -440,13 +440,13 @@ class _ModuleWriter:
                 shape = self.op_shape(op, accept=False)
                 signature = ", ".join(
                     ["self", *params, "context: Mapping[str, str] | None = None"])
-                call = f"await self._ice_invoke(_o_{name}__{op.name}, ({args}), context)"
-                self.emit("", f"    async def {_method(op.name)}({signature}) -> {shape}:")
+                # A plain method returning _ice_invoke's coroutine: awaited, it
+                # is the call (one coroutine per call, not two).
+                call = f"self._ice_invoke(_o_{name}__{op.name}, ({args}), context)"
+                self.emit("", f"    def {_method(op.name)}({signature}) "
+                          f"-> Coroutine[Any, Any, {shape}]:")
                 self.doc(op.doc)
-                if shape == "None":
-                    self.emit(f"        {call}")
-                else:
-                    self.emit(f'        return cast("{shape}", {call})')
+                self.emit(f"        return {call}")
             self.emit("", "")
 
     def type_ids(self, i: ast.Interface) -> list[str]:

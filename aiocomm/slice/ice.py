@@ -6,8 +6,8 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import enum
-from collections.abc import Awaitable, Mapping, Sequence
-from typing import ClassVar, cast
+from collections.abc import Awaitable, Coroutine, Mapping, Sequence
+from typing import Any, ClassVar, cast
 
 import aiocomm
 from aiocomm.slice import runtime as _rt

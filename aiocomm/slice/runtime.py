@@ -167,7 +167,8 @@ class ObjectPrx:
         """Encodes ``args``, sends them and decodes the reply (None when oneway).
         A user exception the operation does not declare is UnknownUserError."""
         proxy = self._proxy
-        payload = op.codec.encode_in(args)
+        codec = op.codec
+        payload = codec.encode_in(args)
         try:
             data = await proxy.invoke(op.name, payload, idempotent=op.idempotent,
                                       context=context)
@@ -175,9 +176,9 @@ class ObjectPrx:
             if type(error) is not UserError:
                 raise
             raise _received(op, error.payload, proxy) from None
-        if proxy.is_oneway:
+        if not data and proxy.is_oneway:  # b"" (a twoway call without results too)
             return None
-        return op.codec.decode_out(data, proxy.communicator)
+        return codec.decode_out(data, proxy.communicator)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ObjectPrx):

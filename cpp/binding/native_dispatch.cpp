@@ -11,6 +11,8 @@
 #include <initializer_list>
 #include <iterator>
 #include <memory>
+#include <stdexcept>
+#include <vector>
 
 #include "binding/handle.h"
 #include "protocol/message.h"
@@ -81,6 +83,31 @@ void reraise(PyObject* error) {
 #endif
 }
 
+// What a codec call threw, as the Python exception it stands for (a new
+// reference), or null when it returned.
+template <typename F>
+PyObject* error_of(F&& f) {
+  try {
+    f();
+    return nullptr;
+  } catch (py::error_already_set& error) {
+    error.restore();
+  } catch (const codec::MarshalError& error) {
+    try {
+      codec::raise_marshal_error(error);
+    } catch (py::error_already_set& raised) {
+      raised.restore();
+    }
+  } catch (py::builtin_exception& error) {
+    error.set_error();
+  } catch (const std::length_error& error) {
+    PyErr_SetString(PyExc_ValueError, error.what());
+  } catch (const std::exception& error) {
+    PyErr_SetString(PyExc_RuntimeError, error.what());
+  }
+  return take_raised();
+}
+
 }  // namespace
 
 void NativeDispatch::configure(py::object current_type, py::object current_var, py::tuple modes,
@@ -103,7 +130,11 @@ void NativeDispatch::configure(py::object current_type, py::object current_var, 
 }
 
 void NativeDispatch::activate(std::uint32_t adapter_id, py::object adapter, py::dict servants) {
-  adapters_.insert_or_assign(adapter_id, Adapter{std::move(adapter), std::move(servants)});
+  // Typed parameters decode against the adapter's communicator (proxies bind to it).
+  static PyObject* communicator_attr = PyUnicode_InternFromString("_communicator");
+  auto communicator = py::reinterpret_steal<py::object>(optional_attr(adapter.ptr(), communicator_attr));
+  adapters_.insert_or_assign(adapter_id, Adapter{std::move(adapter), std::move(servants),
+                                                 std::move(communicator)});
 }
 
 void NativeDispatch::deactivate(std::uint32_t adapter_id) { adapters_.erase(adapter_id); }
@@ -117,7 +148,10 @@ int NativeDispatch::traverse(visitproc visit, void* arg) {
   for (auto& [id, adapter] : adapters_) {
     Py_VISIT(adapter.adapter.ptr());
     Py_VISIT(adapter.servants.ptr());
+    Py_VISIT(adapter.communicator.ptr());
   }
+  Py_VISIT(typed_async_.ptr());
+  Py_VISIT(typed_error_.ptr());
   return 0;
 }
 
@@ -125,6 +159,8 @@ void NativeDispatch::clear() {
   configured_ = false;
   interrupt_ = py::object();
   adapters_.clear();
+  typed_async_ = py::object();
+  typed_error_ = py::object();
   finish_ = py::object();
   resume_ = py::object();
   modes_ = py::tuple();
@@ -198,7 +234,7 @@ py::object NativeDispatch::make_current(const Adapter& adapter, const core::Even
 }
 
 void NativeDispatch::reply(Handle& handle, const core::Event& e, PyObject* current,
-                           PyObject* result) {
+                           protocol::ByteView payload) {
   // A servant that destroyed its own communicator has let its dispatch go.
   PyObject* released = PyMember_GetOne(reinterpret_cast<const char*>(current), slots_[released_slot]);
   bool let_go = released == Py_True;
@@ -213,11 +249,6 @@ void NativeDispatch::reply(Handle& handle, const core::Event& e, PyObject* curre
     if (e.request_id == 0) {
       handle.core().finish_dispatch(e.connection_id);
       return;
-    }
-    protocol::ByteView payload;
-    if (result != Py_None) {
-      payload = protocol::ByteView(reinterpret_cast<const std::uint8_t*>(PyBytes_AS_STRING(result)),
-                                   static_cast<std::size_t>(PyBytes_GET_SIZE(result)));
     }
     auto message = handle.core().buffers().make_message(protocol::reply_payload_size(payload.size()));
     protocol::encode_reply_payload(*message, e.request_id, protocol::ReplyStatus::ok, e.encoding,
@@ -255,12 +286,13 @@ bool NativeDispatch::try_dispatch(core::Event& e, Handle& handle, PyObject* hand
     return false;
   }
   // Typed servants (generated from Slice) carry their operations' codecs on
-  // their type: the Python runtime decodes and encodes for them, for now.
+  // their type.
   static PyObject* ice_operations = PyUnicode_InternFromString("_ice_operations");
   if (PyObject* typed = optional_attr(reinterpret_cast<PyObject*>(Py_TYPE(servant.ptr())),
                                       ice_operations)) {
-    Py_DECREF(typed);
-    return false;
+    auto operations = py::reinterpret_steal<py::object>(typed);
+    return try_dispatch_typed(e, handle, handle_object, adapter, servant.ptr(), operations.ptr(),
+                              name.ptr(), category.ptr(), facet.ptr());
   }
   py::object operation = operation_name(e.operation);
   if (!operation) return false;
@@ -298,10 +330,164 @@ bool NativeDispatch::try_dispatch(core::Event& e, Handle& handle, PyObject* hand
   return true;
 }
 
+bool NativeDispatch::try_dispatch_typed(core::Event& e, Handle& handle, PyObject* handle_object,
+                                        const Adapter& adapter, PyObject* servant,
+                                        PyObject* operations, PyObject* name, PyObject* category,
+                                        PyObject* facet) {
+  // Whatever is declined here (unknown operation or method, parameters that
+  // do not decode), the runtime answers as it always has.
+  if (!PyDict_Check(operations) || !adapter.communicator) return false;
+  py::object operation = operation_name(e.operation);
+  if (!operation) return false;
+  PyObject* found = PyDict_GetItemWithError(operations, operation.ptr());  // borrowed
+  if (found == nullptr) {
+    PyErr_Clear();
+    return false;
+  }
+  auto op_object = py::reinterpret_borrow<py::object>(found);
+  const codec::Operation* op = nullptr;
+  try {
+    op = &op_object.cast<const codec::Operation&>();
+  } catch (const std::exception&) {
+    PyErr_Clear();
+    return false;
+  }
+  // The method is named as the operation, but where a Python keyword is escaped.
+  static PyObject* ice_methods = PyUnicode_InternFromString("_ice_methods");
+  py::object method_name = operation;
+  if (PyObject* methods = optional_attr(reinterpret_cast<PyObject*>(Py_TYPE(servant)), ice_methods)) {
+    auto hold = py::reinterpret_steal<py::object>(methods);
+    if (PyDict_Check(methods)) {
+      if (PyObject* renamed = PyDict_GetItemWithError(methods, operation.ptr())) {
+        method_name = py::reinterpret_borrow<py::object>(renamed);
+      } else {
+        PyErr_Clear();
+      }
+    }
+  }
+  auto method = py::reinterpret_steal<py::object>(optional_attr(servant, method_name.ptr()));
+  if (!method || !PyCallable_Check(method.ptr())) return false;
+  auto communicator = py::reinterpret_steal<py::object>(PyObject_CallNoArgs(adapter.communicator.ptr()));
+  if (!communicator || communicator.ptr() == Py_None) {
+    PyErr_Clear();
+    return false;
+  }
+  py::tuple args;
+  try {
+    args = op->decode_in_view(aiocomm::codec::ByteView(e.body.data(), e.body.size()),
+                              communicator.ptr());
+  } catch (...) {
+    PyErr_Clear();
+    return false;
+  }
+  communicator = py::object();
+  py::object current = make_current(adapter, e, name, category, facet, operation.ptr(),
+                                    handle_object);
+  if (!current) return false;
+  PyObject* token = PyContextVar_Set(current_var_.ptr(), current.ptr());
+  if (token == nullptr) {
+    PyErr_Clear();
+    return false;
+  }
+
+  // From here the dispatch is ours: it ends in a reply, or in the runtime.
+  const auto count = static_cast<std::size_t>(PyTuple_GET_SIZE(args.ptr()));
+  std::array<PyObject*, 8> few{};
+  std::vector<PyObject*> many;
+  PyObject** call_args = few.data();
+  if (count + 1 > few.size()) {
+    many.resize(count + 1);
+    call_args = many.data();
+  }
+  for (std::size_t i = 0; i < count; ++i) {
+    call_args[i] = PyTuple_GET_ITEM(args.ptr(), static_cast<Py_ssize_t>(i));
+  }
+  call_args[count] = current.ptr();
+  ++calls_in_progress_;
+  ++dispatched_;
+  PyObject* result = PyObject_Vectorcall(method.ptr(), call_args, count + 1, nullptr);
+  --calls_in_progress_;
+  args = py::tuple();
+  if (result == nullptr) {
+    auto error = py::reinterpret_steal<py::object>(take_raised());
+    conclude_typed(handle, e, current.ptr(), operation.ptr(), *op, op_object.ptr(), servant,
+                   py::object(), std::move(error));
+  } else if (PyCoro_CheckExact(result) ||
+             (Py_TYPE(result)->tp_as_async != nullptr && Py_TYPE(result)->tp_as_async->am_await != nullptr)) {
+    // Awaited by a coroutine of _typed_dispatch's that encodes its result
+    // (and its user exceptions), the first step of which runs here.
+    auto awaitable = py::reinterpret_steal<py::object>(result);
+    py::object coroutine;
+    if (load_typed_helpers()) {
+      PyObject* helper_args[] = {awaitable.ptr(), op_object.ptr(), servant, operation.ptr()};
+      coroutine = py::reinterpret_steal<py::object>(
+          PyObject_Vectorcall(typed_async_.ptr(), helper_args, 4, nullptr));
+    }
+    if (coroutine) {
+      step_coroutine(handle, e, current.ptr(), std::move(coroutine));
+    } else {
+      auto error = py::reinterpret_steal<py::object>(take_raised());
+      conclude(handle, e, current.ptr(), py::none(), std::move(error));
+    }
+  } else {
+    conclude_typed(handle, e, current.ptr(), operation.ptr(), *op, op_object.ptr(), servant,
+                   py::reinterpret_steal<py::object>(result), py::object());
+  }
+  reset_current(token);
+  return true;
+}
+
+void NativeDispatch::conclude_typed(Handle& handle, const core::Event& e, PyObject* current,
+                                    PyObject* operation, const codec::Operation& op,
+                                    PyObject* op_object, PyObject* servant, py::object result,
+                                    py::object error) {
+  if (!error) {
+    codec::Encoder encoder;
+    PyObject* failed = error_of([&] { op.encode_out_to(encoder, result); });
+    if (failed == nullptr) {
+      const auto& bytes = encoder.out.bytes();
+      reply(handle, e, current, protocol::ByteView(bytes.data(), bytes.size()));
+      return;
+    }
+    error = py::reinterpret_steal<py::object>(failed);  // the runtime answers it, as its own
+  } else if (!is_interrupt(error.ptr())) {
+    // A typed user exception leaves encoded; one the operation does not
+    // declare, as UnknownUserError (see _typed_dispatch).
+    py::object mapped;
+    if (load_typed_helpers()) {
+      PyObject* helper_args[] = {error.ptr(), op_object, servant, operation};
+      mapped = py::reinterpret_steal<py::object>(
+          PyObject_Vectorcall(typed_error_.ptr(), helper_args, 4, nullptr));
+    }
+    if (mapped) {
+      error = std::move(mapped);
+    } else if (PyObject* failed = take_raised()) {
+      error = py::reinterpret_steal<py::object>(failed);
+    }
+  }
+  conclude(handle, e, current, py::none(), std::move(error));
+}
+
+bool NativeDispatch::load_typed_helpers() {
+  if (typed_async_ && typed_error_) return true;
+  auto module = py::reinterpret_steal<py::object>(PyImport_ImportModule("aiocomm._typed_dispatch"));
+  if (!module) return false;
+  typed_async_ = py::reinterpret_steal<py::object>(PyObject_GetAttrString(module.ptr(), "native_async"));
+  if (!typed_async_) return false;
+  typed_error_ = py::reinterpret_steal<py::object>(PyObject_GetAttrString(module.ptr(), "native_error"));
+  return static_cast<bool>(typed_error_);
+}
+
 void NativeDispatch::conclude(Handle& handle, const core::Event& e, PyObject* current,
                               py::object result, py::object error) {
-  if (!error && (result.ptr() == Py_None || PyBytes_CheckExact(result.ptr()))) {
-    reply(handle, e, current, result.ptr());
+  if (!error && result.ptr() == Py_None) {
+    reply(handle, e, current, {});
+    return;
+  }
+  if (!error && PyBytes_CheckExact(result.ptr())) {
+    reply(handle, e, current,
+          protocol::ByteView(reinterpret_cast<const std::uint8_t*>(PyBytes_AS_STRING(result.ptr())),
+                             static_cast<std::size_t>(PyBytes_GET_SIZE(result.ptr()))));
     return;
   }
   // A wrong type or an exception: the runtime answers it. It answers a

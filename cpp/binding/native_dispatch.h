@@ -1,8 +1,10 @@
-// The common request, dispatched without a Python frame of ours: a plain
-// servant method on an active adapter, called from the inbox's drain, its
-// bytes result encoded and queued for the batch's write. Everything else
-// (held or refused requests, default servants, built-in and unknown
-// operations, ice_invoke, coroutines, exceptions, non-bytes results) goes
+// The common request, dispatched without a Python frame of ours: a servant
+// method (plain, or `async def` whose first step runs here) on an active
+// adapter, called from the inbox's drain, its result queued for the batch's
+// write. A typed servant's (generated from Slice) parameters are decoded and
+// its result encoded here by its operation's codec. Everything else (held or
+// refused requests, default servants, built-in and unknown operations,
+// ice_invoke, parameters that do not decode, exceptions, wrong results) goes
 // to the Python runtime, which stays the reference for what a dispatch does.
 #pragma once
 
@@ -14,7 +16,9 @@
 #include <string>
 #include <unordered_map>
 
+#include "binding/codec/operation.h"
 #include "core/event.h"
+#include "protocol/message.h"
 
 namespace aiocomm::binding {
 
@@ -60,6 +64,7 @@ class NativeDispatch {
   struct Adapter {
     py::object adapter;
     py::dict servants;
+    py::object communicator;  // a weak reference to the adapter's communicator
   };
   PyObject* servant_for(const Adapter& adapter, PyObject* name, PyObject* category,
                         PyObject* facet);
@@ -68,7 +73,18 @@ class NativeDispatch {
                           PyObject* category, PyObject* facet, PyObject* operation,
                           PyObject* handle_object);
   void reset_current(PyObject* token);
-  void reply(Handle& handle, const core::Event& e, PyObject* current, PyObject* result);
+  void reply(Handle& handle, const core::Event& e, PyObject* current, protocol::ByteView payload);
+  // A typed servant's (one generated from Slice): its operation's codec
+  // decodes the parameters and encodes the result, here.
+  bool try_dispatch_typed(core::Event& e, Handle& handle, PyObject* handle_object,
+                          const Adapter& adapter, PyObject* servant, PyObject* operations,
+                          PyObject* name, PyObject* category, PyObject* facet);
+  // Ends a typed dispatch with its servant's plain result or error.
+  void conclude_typed(Handle& handle, const core::Event& e, PyObject* current,
+                      PyObject* operation, const codec::Operation& codec, PyObject* op_object,
+                      PyObject* servant, py::object result, py::object error);
+  // aiocomm._typed_dispatch's native_async and native_error, imported on first use.
+  bool load_typed_helpers();
   // Ends a dispatch with its servant's result or error: a bytes or None
   // result is replied to here, the rest goes to the runtime's finish.
   void conclude(Handle& handle, const core::Event& e, PyObject* current, py::object result,
@@ -95,6 +111,8 @@ class NativeDispatch {
   std::unordered_map<std::string, py::object> operations_;
   py::object empty_;
   py::object encoding_1_1_;
+  py::object typed_async_;  // native_async(result, operation, servant, name) -> coroutine
+  py::object typed_error_;  // native_error(error, operation, servant, name) -> error
 };
 
 }  // namespace aiocomm::binding

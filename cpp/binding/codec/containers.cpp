@@ -118,6 +118,7 @@ class Sequence : public Type {
     PyObject* list = PyList_New(static_cast<Py_ssize_t>(n));
     if (!list) throw py::error_already_set();
     auto result = py::reinterpret_steal<py::object>(list);
+    d.untrack(list);
     if (numeric_) {
       decode_numeric(d, list, n);
       return result;

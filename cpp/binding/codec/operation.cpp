@@ -91,16 +91,28 @@ py::bytes Operation::encode_in(const py::tuple& args) const {
 
 py::tuple Operation::decode_in(const py::object& data, const py::object& communicator) const {
   InputBuffer buf(data);
-  return guarded([&] {
-    Decoder d(buf.bytes(), communicator.ptr());
-    auto values = decode_params(d, in_, in_optionals_);
-    py::tuple out(values.size());
-    for (std::size_t i = 0; i < values.size(); ++i) out[i] = std::move(values[i]);
-    return out;
-  });
+  return guarded([&] { return decode_in_view(buf.bytes(), communicator.ptr()); });
+}
+
+py::tuple Operation::decode_in_view(aiocomm::codec::ByteView data, PyObject* communicator) const {
+  Decoder d(data, communicator);
+  auto values = decode_params(d, in_, in_optionals_);
+  py::tuple out(values.size());
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    PyTuple_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), values[i].release().ptr());
+  }
+  return out;
 }
 
 py::bytes Operation::encode_out(const py::object& result) const {
+  return guarded([&] {
+    Encoder e;
+    encode_out_to(e, result);
+    return take_bytes(e);
+  });
+}
+
+void Operation::encode_out_to(Encoder& e, const py::object& result) const {
   // The result shape: none, the single value, or (return, outs...).
   std::vector<py::object> values(results_.size());
   auto outs = results_.size() - (has_return_ ? 1 : 0);
@@ -122,12 +134,8 @@ py::bytes Operation::encode_out(const py::object& result) const {
   }
   std::vector<PyObject*> raw(values.size());
   for (std::size_t i = 0; i < values.size(); ++i) raw[i] = values[i].ptr();
-  return guarded([&] {
-    Encoder e;
-    e.sliced = sliced_;
-    encode_params(e, results_, result_optionals_, raw.data(), "result");
-    return take_bytes(e);
-  });
+  e.sliced = sliced_;
+  encode_params(e, results_, result_optionals_, raw.data(), "result");
 }
 
 py::object Operation::decode_out(const py::object& data, const py::object& communicator) const {

@@ -20,6 +20,10 @@ class Operation {
   py::bytes encode_in(const py::tuple& args) const;
   py::tuple decode_in(const py::object& data, const py::object& communicator) const;
   py::bytes encode_out(const py::object& result) const;
+  // The native dispatch's forms: no Python bytes in or out, and the codec's
+  // own errors (MarshalError, py::type_error...) left unconverted.
+  py::tuple decode_in_view(aiocomm::codec::ByteView data, PyObject* communicator) const;
+  void encode_out_to(Encoder& e, const py::object& result) const;
   py::object decode_out(const py::object& data, const py::object& communicator) const;
   py::bytes encode_exception(const py::object& exc) const;
   py::object decode_exception(const py::object& data, const py::object& communicator) const;

@@ -75,6 +75,7 @@ void StructType::encode(Encoder& e, PyObject* v) const {
 py::object StructType::decode(Decoder& d) const {
   need_defined();
   py::object obj = new_instance(py_class_.ptr());
+  d.untrack(obj.ptr());
   for (const auto& m : members_) {
     py::object x = m.type->decode(d);
     if (PyObject_GenericSetAttr(obj.ptr(), m.name.ptr(), x.ptr()) < 0) throw py::error_already_set();
