@@ -180,7 +180,7 @@ def test_classes_bases_tags_defaults_compact_id(unit: Unit) -> None:
         ("name", None, "base"), ("count", 1, None),
     ]  # fmt: skip
     assert node.base == "::Everything::Base"
-    assert node.compact_id == 7
+    assert node.compact_id == 17
     assert [(m.name, str(m.type), m.tag) for m in node.members] == [
         ("next", "::Everything::Node", None),
         ("other", "::Everything::Base", None),
