@@ -22,6 +22,7 @@ from importlib import resources
 from types import ModuleType
 from typing import Any, TypeVar
 
+from ._fallback import with_fallback
 from ._proxy_string import Endpoint, parse_endpoint
 from .errors import (
     AdapterAlreadyActiveError,
@@ -78,17 +79,6 @@ def _stale(error: BaseException, idempotent: bool) -> bool:
     return idempotent and isinstance(error, ConnectionLostError)
 
 
-def _chain(source: asyncio.Future[bytes], target: asyncio.Future[bytes]) -> None:
-    if target.done():
-        return
-    if source.cancelled():
-        target.cancel()
-    elif source.exception() is not None:
-        target.set_exception(source.exception())  # type: ignore[arg-type]
-    else:
-        target.set_result(source.result())
-
-
 class _Entry:
     __slots__ = ("at", "value")
 
@@ -138,33 +128,18 @@ class LocatorClient:
         started = loop.time()
         first = proxy.resolved(endpoints).invoke(operation, payload, idempotent=idempotent,
                                                  context=context, timeout=timeout)
-        outer: asyncio.Future[bytes] = loop.create_future()
 
-        def retry(done: asyncio.Future[bytes]) -> None:
-            if outer.done():  # cancelled by the caller
-                return
-            if done.cancelled():
-                outer.cancel()
-                return
-            error = done.exception()
-            if error is None:
-                outer.set_result(done.result())
-            elif not _stale(error, idempotent):
-                outer.set_exception(error)
-            else:
-                self.forget(proxy)
-                left = None if timeout is None else timeout - (loop.time() - started)
-                if left is not None and left <= 0:
-                    outer.set_exception(error)
-                    return
-                again = loop.create_task(self._call(loop, proxy, operation, payload,
-                                                    idempotent, context, left, attempts=1))
-                again.add_done_callback(lambda task: _chain(task, outer))
-                outer.add_done_callback(lambda o: again.cancel() if o.cancelled() else None)
+        def retry(error: BaseException) -> asyncio.Future[bytes] | None:
+            if not _stale(error, idempotent):
+                return None
+            self.forget(proxy)
+            left = None if timeout is None else timeout - (loop.time() - started)
+            if left is not None and left <= 0:
+                return None
+            return loop.create_task(self._call(loop, proxy, operation, payload, idempotent,
+                                               context, left, attempts=1))
 
-        first.add_done_callback(retry)
-        outer.add_done_callback(lambda done: first.cancel() if done.cancelled() else None)
-        return outer
+        return with_fallback(loop, first, retry)
 
     def _fresh(self, proxy: Proxy, now: float) -> tuple[Endpoint, ...] | None:
         """What the cache holds, still valid, for ``proxy``; None if it must ask."""

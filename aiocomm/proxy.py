@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _core
 from ._encoding import decode_bool, decode_string, decode_string_seq, encode_string
+from ._fallback import with_fallback
 from ._proxy_string import Endpoint, format_adapter_id, format_endpoint
 from .errors import (
     CommunicatorDestroyedError,
@@ -164,33 +165,14 @@ class Proxy:
         connect there, nothing was sent, and any endpoint of the list takes it."""
         first = single.invoke(operation, payload, idempotent=idempotent, context=context,
                               timeout=timeout)
-        outer: asyncio.Future[bytes] = loop.create_future()
 
-        def settle(done: asyncio.Future[bytes]) -> None:
-            if outer.done():  # cancelled by the caller
-                return
-            if done.cancelled():
-                outer.cancel()
-                return
-            error = done.exception()
-            if error is None:
-                outer.set_result(done.result())
-            elif done is first and isinstance(error, ConnectionRefusedError | ConnectTimeoutError):
-                try:
-                    again = self._copy(connection_cached=True).invoke(
-                        operation, payload, idempotent=idempotent, context=context,
-                        timeout=timeout)
-                except Exception as failure:
-                    outer.set_exception(failure)
-                    return
-                again.add_done_callback(settle)
-                outer.add_done_callback(lambda o: again.cancel() if o.cancelled() else None)
-            else:
-                outer.set_exception(error)
+        def elsewhere(error: BaseException) -> asyncio.Future[bytes] | None:
+            if not isinstance(error, ConnectionRefusedError | ConnectTimeoutError):
+                return None
+            return self._copy(connection_cached=True).invoke(
+                operation, payload, idempotent=idempotent, context=context, timeout=timeout)
 
-        first.add_done_callback(settle)
-        outer.add_done_callback(lambda o: first.cancel() if o.cancelled() else None)
-        return outer
+        return with_fallback(loop, first, elsewhere)
 
     async def ping(self, *, context: Mapping[str, str] | None = None,
                    timeout: float | None = None) -> None:
