@@ -321,7 +321,10 @@ class Proxy:
         return f"<Proxy {self}>"
 
     def _key(self) -> tuple[Any, ...]:
-        return (str(self), self._timeout, tuple(sorted((self._context or {}).items())))
+        # As Ice compares proxies: the locator and connection caching count.
+        locator = None if self._locator is None else str(self._locator.proxy)
+        return (str(self), self._timeout, tuple(sorted((self._context or {}).items())),
+                self._cached, locator)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Proxy):

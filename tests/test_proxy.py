@@ -272,6 +272,15 @@ async def test_equality_and_hash(comm: aiocomm.Communicator) -> None:
     assert hash(a.with_context({"k": "v"})) == hash(b.with_context({"k": "v"}))
     assert a != "hello -t -e 1.1:tcp -h 127.0.0.1 -p 10000"
     assert {a: 1}[b] == 1
+    # As in Ice, connection caching and the locator are part of a proxy.
+    assert a != a.with_connection_cached(False)
+    assert a.with_connection_cached(False) == b.with_connection_cached(False)
+    assert a.with_connection_cached(False).with_connection_cached(True) == a
+    located = a.with_locator("IceGrid/Locator:tcp -h 127.0.0.1 -p 4061")
+    assert a != located
+    assert located == b.with_locator("IceGrid/Locator:tcp -h 127.0.0.1 -p 4061")
+    assert hash(located) == hash(b.with_locator("IceGrid/Locator:tcp -h 127.0.0.1 -p 4061"))
+    assert located != a.with_locator("IceGrid/Locator:tcp -h 127.0.0.1 -p 4062")
 
 
 # ------------------------------------------------------------------ context
