@@ -38,8 +38,10 @@ class Inbox:
         """What a natively dispatched request is made of: the Current class (its slots are
         filled directly), the context variable naming the running dispatch, the operation
         modes, and the runtime's method that finishes a dispatch whose result is not bytes."""
-    def activate_adapter(self, adapter_id: int, adapter: Any, servants: dict[Any, object]) -> None:
-        """Dispatch requests for ``adapter_id`` natively, from ``servants``."""
+    def activate_adapter(self, adapter_id: int, adapter: Any, servants: dict[Any, object],
+                         defaults: dict[str, object]) -> None:
+        """Dispatch requests for ``adapter_id`` natively, from ``servants`` (and the
+        default servants by category, ``defaults``)."""
     def deactivate_adapter(self, adapter_id: int) -> None: ...
     def dispatching(self) -> int:
         """Servant calls the native dispatch has under way."""

@@ -177,7 +177,8 @@ class ObjectAdapter:
             # hook is dispatched by the runtime, which asks it first.
             if self._active and not self._deactivated and self._authorize is None:
                 for core_id in self._core_ids:
-                    self._runtime.inbox.activate_adapter(core_id, self, self._servants)
+                    self._runtime.inbox.activate_adapter(core_id, self, self._servants,
+                                                         self._default_servants)
         return registration
 
     def _clear_registration(self) -> asyncio.Task[None] | None:

@@ -54,10 +54,11 @@ class Blobject:
         return current.operation.encode()
 
 
-async def test_plain_methods_of_registered_servants_are_dispatched_natively(pair: Pair) -> None:
+async def test_plain_methods_of_servants_are_dispatched_natively(pair: Pair) -> None:
     pair.adapter.add(Echo(), "echo")
     pair.adapter.add(Blobject(), "blob")
     pair.adapter.add_default_servant(Echo(), "any")
+    pair.adapter.add_default_servant(Echo())
     pair.adapter.activate()
     echo, blob, default = pair.proxy("echo"), pair.proxy("blob"), pair.proxy("any/x")
 
@@ -68,13 +69,18 @@ async def test_plain_methods_of_registered_servants_are_dispatched_natively(pair
     # An async method is called natively too; its task replies later.
     assert await echo.invoke("later", b"a") == b"a"
     assert pair.native() - before == 51
+    # A default servant is found natively, as the adapter finds it.
+    assert await default.invoke("echo", b"d") == b"d"
+    assert await pair.proxy("other/x").invoke("echo", b"e") == b"e"  # the catch-all one
+    assert pair.native() - before == 53
+    with pytest.raises(aiocomm.FacetNotExistError):  # never for a facet
+        await pair.client.proxy(f"any/x -f f:{pair.adapter.endpoints[0]}").invoke("echo", b"f")
 
-    # The rest is the runtime's: built-ins, Blobject servants, default servants.
+    # The rest is the runtime's: built-ins, Blobject servants.
     before = pair.native()
     assert await echo.invoke("ice_isA", b"\x0c::demo::Echo") == b"\x01"
     await echo.ping()
     assert await blob.invoke("anything") == b"anything"
-    assert await default.invoke("echo", b"d") == b"d"
     with pytest.raises(aiocomm.OperationNotExistError):
         await echo.invoke("missing")
     assert pair.native() == before
@@ -87,8 +93,12 @@ async def test_requests_are_dispatched_in_arrival_order_across_both_paths(pair: 
         def note(self, payload: bytes, current: aiocomm.Current) -> None:
             calls.append((current.identity.name, payload))
 
+    class BlobNote:  # a Blobject: the runtime's
+        def ice_invoke(self, payload: bytes, current: aiocomm.Current) -> None:
+            calls.append((current.identity.name, payload))
+
     pair.adapter.add(Note(), "native")
-    pair.adapter.add_default_servant(Note())  # "other" is found by the runtime
+    pair.adapter.add_default_servant(BlobNote())
     pair.adapter.activate()
     native, other = pair.proxy("native").oneway(), pair.proxy("other").oneway()
     sent = []
@@ -120,9 +130,13 @@ async def test_current_and_dispatch_context_match_the_runtime_path(pair: Pair) -
             current.context["mutable"] = "yes"  # the servant's own dict
             return b""
 
+    class BlobProbe(Probe):  # a Blobject: the runtime's path
+        def ice_invoke(self, payload: bytes, current: aiocomm.Current) -> bytes:
+            return self.probe(payload, current)
+
     probe = Probe()
     pair.adapter.add(probe, aiocomm.Identity("p", "cat"), "f")
-    pair.adapter.add_default_servant(probe, "cat")  # no facet: the runtime's path
+    pair.adapter.add_default_servant(BlobProbe(), "cat")
     pair.adapter.activate()
     native = pair.client.proxy(f"cat/p -f f:{pair.adapter.endpoints[0]}")
     runtime = pair.proxy("cat/q")

@@ -129,12 +129,13 @@ void NativeDispatch::configure(py::object current_type, py::object current_var, 
   configured_ = true;
 }
 
-void NativeDispatch::activate(std::uint32_t adapter_id, py::object adapter, py::dict servants) {
+void NativeDispatch::activate(std::uint32_t adapter_id, py::object adapter, py::dict servants,
+                              py::dict defaults) {
   // Typed parameters decode against the adapter's communicator (proxies bind to it).
   static PyObject* communicator_attr = PyUnicode_InternFromString("_communicator");
   auto communicator = py::reinterpret_steal<py::object>(optional_attr(adapter.ptr(), communicator_attr));
   adapters_.insert_or_assign(adapter_id, Adapter{std::move(adapter), std::move(servants),
-                                                 std::move(communicator)});
+                                                 std::move(defaults), std::move(communicator)});
 }
 
 void NativeDispatch::deactivate(std::uint32_t adapter_id) { adapters_.erase(adapter_id); }
@@ -148,6 +149,7 @@ int NativeDispatch::traverse(visitproc visit, void* arg) {
   for (auto& [id, adapter] : adapters_) {
     Py_VISIT(adapter.adapter.ptr());
     Py_VISIT(adapter.servants.ptr());
+    Py_VISIT(adapter.defaults.ptr());
     Py_VISIT(adapter.communicator.ptr());
   }
   Py_VISIT(typed_async_.ptr());
@@ -179,7 +181,13 @@ PyObject* NativeDispatch::servant_for(const Adapter& adapter, PyObject* name, Py
   if (key == nullptr) return nullptr;
   PyObject* servant = PyDict_GetItemWithError(adapter.servants.ptr(), key);  // borrowed
   Py_DECREF(key);
-  return servant;
+  if (servant != nullptr || PyErr_Occurred()) return servant;
+  // As the adapter's _locate: a default servant for the category, then the
+  // catch-all one; never for a facet.
+  if (PyUnicode_GET_LENGTH(facet) != 0 || PyDict_GET_SIZE(adapter.defaults.ptr()) == 0) return nullptr;
+  servant = PyDict_GetItemWithError(adapter.defaults.ptr(), category);
+  if (servant != nullptr || PyErr_Occurred() || PyUnicode_GET_LENGTH(category) == 0) return servant;
+  return PyDict_GetItemWithError(adapter.defaults.ptr(), empty_.ptr());
 }
 
 py::object NativeDispatch::operation_name(const std::string& operation) {
@@ -277,7 +285,7 @@ bool NativeDispatch::try_dispatch(core::Event& e, Handle& handle, PyObject* hand
   PyObject* found_servant = servant_for(adapter, name.ptr(), category.ptr(), facet.ptr());
   if (found_servant == nullptr) {
     PyErr_Clear();
-    return false;  // default servants and "does not exist" are the runtime's
+    return false;  // "does not exist" is the runtime's
   }
   auto servant = py::reinterpret_borrow<py::object>(found_servant);
   static PyObject* ice_invoke = PyUnicode_InternFromString("ice_invoke");

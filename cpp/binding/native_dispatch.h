@@ -2,10 +2,11 @@
 // method (plain, or `async def` whose first step runs here) on an active
 // adapter, called from the inbox's drain, its result queued for the batch's
 // write. A typed servant's (generated from Slice) parameters are decoded and
-// its result encoded here by its operation's codec. Everything else (held or
-// refused requests, default servants, built-in and unknown operations,
-// ice_invoke, parameters that do not decode, exceptions, wrong results) goes
-// to the Python runtime, which stays the reference for what a dispatch does.
+// its result encoded here by its operation's codec; a default servant is
+// found as the adapter finds it. Everything else (held or refused requests,
+// built-in and unknown operations, ice_invoke, parameters that do not
+// decode, exceptions, wrong results) goes to the Python runtime, which
+// stays the reference for what a dispatch does.
 #pragma once
 
 #include <pybind11/pybind11.h>
@@ -34,8 +35,10 @@ class NativeDispatch {
   void configure(py::object current_type, py::object current_var, py::tuple modes,
                  py::object finish, py::object resume);
   // Requests for `adapter_id` are dispatched natively while the adapter is
-  // active; `servants` is its (identity, facet) -> servant dict.
-  void activate(std::uint32_t adapter_id, py::object adapter, py::dict servants);
+  // active; `servants` is its (identity, facet) -> servant dict, `defaults`
+  // its category -> default servant dict (both live: later changes count).
+  void activate(std::uint32_t adapter_id, py::object adapter, py::dict servants,
+                py::dict defaults);
   void deactivate(std::uint32_t adapter_id);
 
   // The garbage collector's view: the servants may refer back to the
@@ -64,6 +67,7 @@ class NativeDispatch {
   struct Adapter {
     py::object adapter;
     py::dict servants;
+    py::dict defaults;
     py::object communicator;  // a weak reference to the adapter's communicator
   };
   PyObject* servant_for(const Adapter& adapter, PyObject* name, PyObject* category,

@@ -192,8 +192,10 @@ void bind_inbox(py::module_& m) {
            py::arg("current_type"), py::arg("current_var"), py::arg("modes"), py::arg("finish"),
            py::arg("resume"))
       .def("activate_adapter",
-           [](PyInbox& self, std::uint32_t adapter_id, py::object adapter, py::dict servants) {
-             self.dispatch.activate(adapter_id, std::move(adapter), std::move(servants));
+           [](PyInbox& self, std::uint32_t adapter_id, py::object adapter, py::dict servants,
+              py::dict defaults) {
+             self.dispatch.activate(adapter_id, std::move(adapter), std::move(servants),
+                                    std::move(defaults));
            })
       .def("deactivate_adapter",
            [](PyInbox& self, std::uint32_t adapter_id) { self.dispatch.deactivate(adapter_id); })
