@@ -159,6 +159,7 @@ void Connection::try_next_endpoint() {
 // connect_timeout: a dead replica must not keep the living ones from being
 // tried. Only the last one's timeout fails the connection.
 void Connection::connect_timed_out() {
+  if (!target_) return;  // only a client has endpoints to move on to
   bool more = false;
   {
     std::lock_guard lock(mutex_);
@@ -364,10 +365,13 @@ void Connection::check_timers(std::chrono::steady_clock::time_point now_point) {
     case State::closed:
       return;
     case State::connecting:
-      if (now - connect_started_.load() > to_nanos(options.connect_timeout)) {
+      // A client's attempt may move on to its next endpoint; a server's
+      // connection in its TLS handshake (no target) just ends, below.
+      if (target_ && now - connect_started_.load() > to_nanos(options.connect_timeout)) {
         reactor_.post([self = shared_from_this()] { self->connect_timed_out(); });
+        return;
       }
-      return;
+      [[fallthrough]];
     case State::validating:
       if (now - connect_started_.load() > to_nanos(options.connect_timeout)) {
         abort(CloseKind::connect_timeout,
