@@ -262,6 +262,11 @@ def test_class_with_no_known_slice_is_unknown_sliced_value(oracle: dict[str, Any
     with pytest.raises(MarshalError, match="expected an instance"):
         m.OPERATIONS["echoBaseSliced"].decode_out(
             bytes.fromhex(oracle["stranger_sliced"]["out"]), None)
+    # Its type id came off the wire: bad UTF-8 there is bad data (found by fuzz_typed).
+    wire = bytearray(bytes.fromhex(oracle["stranger_sliced"]["out"]))
+    wire[wire.index(b"::CodecTest::Stranger")] = 0xBA
+    with pytest.raises(MarshalError, match="UTF-8"):
+        op.decode_out(bytes(wire), None)
     # Its data was not kept: it cannot be sent on.
     with pytest.raises(TypeError):
         op.encode_out(value)

@@ -320,8 +320,14 @@ py::object read_instance(Decoder& d) {
       if (!unknown) {
         throw MarshalError("no class known among the slices of an instance of '" + most_derived + "'");
       }
+      // The id came off the wire: bad UTF-8 is bad data, not a crash.
+      auto id = py::reinterpret_steal<py::object>(PyUnicode_DecodeUTF8(
+          most_derived.data(), static_cast<Py_ssize_t>(most_derived.size()), "strict"));
+      if (!id) {
+        PyErr_Clear();
+        throw MarshalError("class type id is not valid UTF-8");
+      }
       py::object obj = new_instance(unknown);
-      py::str id(most_derived);
       if (PyObject_GenericSetAttr(obj.ptr(), py::str("unknown_type_id").ptr(), id.ptr()) < 0) {
         throw py::error_already_set();
       }
