@@ -1,7 +1,8 @@
 """The native core (private). Hand-written stubs: this is its whole surface."""
 
+import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple, TypeAlias
 
 from typing_extensions import Buffer
 
@@ -10,6 +11,41 @@ class MessageSizeError(ValueError): ...
 class TLSConfigError(ValueError): ...
 
 TLS_AVAILABLE: bool
+
+# The events a drain hands to Python (struct sequences, described as named tuples).
+class ReplyEvent(NamedTuple):
+    """A reply that ends an invocation (one whose future the inbox did not complete)."""
+
+    request_id: int
+    status: int
+    payload: bytes
+    detail: tuple[str, str, str, str] | str | None
+    future: asyncio.Future[bytes] | None
+
+class FailedEvent(NamedTuple):
+    """An invocation that failed without a reply; ``code`` is core::ErrorCode."""
+
+    request_id: int
+    code: int
+    text: str
+    future: asyncio.Future[bytes] | None
+
+class SentEvent(NamedTuple):
+    """A queued oneway invocation, written."""
+
+    request_id: int
+    future: asyncio.Future[bytes] | None
+
+class LogEvent(NamedTuple):
+    level: int
+    text: str
+
+class ClosedEvent(NamedTuple):
+    """The communicator is gone; nothing follows."""
+
+    futures: list[asyncio.Future[bytes]]
+
+Event: TypeAlias = ReplyEvent | FailedEvent | SentEvent | LogEvent | ClosedEvent
 
 class Inbox:
     """The queue from native threads to the loop; ``fd`` becomes readable when it fills."""
@@ -21,33 +57,48 @@ class Inbox:
     def sockets_fd(self) -> int:
         """Readable while a socket the loop reads itself has input."""
     def drain(self, handle: Communicator | None,
-              deliver: Callable[[list[tuple[Any, ...]]], None]) -> list[tuple[Any, ...]]:
+              deliver: Callable[[list[Event]], None]) -> list[Event]:
         """Delivers every queued event, in order: successful replies complete the futures
-        the inbox holds; requests for an active adapter's servant are dispatched here
-        (``handle`` sends their replies); the rest are returned, or handed to ``deliver``
-        before a request dispatched here so that order is kept. Event tuples by first item:
-        0 reply (request_id, status, payload, detail, future | None);
-        1 request (connection_id, adapter_id, request_id, name, category, facet, operation,
-          mode, context, (major, minor), params);
-        2 failed (request_id, code, text, future | None); 3 sent (request_id, future | None);
-        4 log (level, text); 5 closed (futures still held).
+        the inbox holds; every request is dispatched, held or refused here (``handle``
+        sends their replies); the rest are returned, or handed to ``deliver`` before a
+        request so that order is kept.
         """
     def configure_dispatch(self, current_type: type, current_var: Any, modes: tuple[Any, ...],
                            finish: Callable[[Any, Any, BaseException | None], None],
-                           resume: Callable[[Any, Any, Any, Any], None]) -> None:
-        """What a natively dispatched request is made of: the Current class (its slots are
-        filled directly), the context variable naming the running dispatch, the operation
-        modes, and the runtime's method that finishes a dispatch whose result is not bytes."""
-    def activate_adapter(self, adapter_id: int, adapter: Any, servants: dict[Any, object],
-                         defaults: dict[str, object]) -> None:
-        """Dispatch requests for ``adapter_id`` natively, from ``servants`` (and the
-        default servants by category, ``defaults``)."""
-    def deactivate_adapter(self, adapter_id: int) -> None: ...
+                           suspended: Callable[[Any], None],
+                           continued: Callable[[Any, Any, BaseException | None], None],
+                           unauthorized: Callable[[Any, Any, BaseException | None], None],
+                           loop: asyncio.AbstractEventLoop, task_type: type,
+                           enter_task: Callable[[Any, Any], None],
+                           leave_task: Callable[[Any, Any], None], eager: bool) -> None:
+        """What a request's dispatch is made of: the Current class (its slots are filled
+        directly), the context variable naming the running dispatch, the operation modes;
+        the runtime's methods that end a dispatch whose result is not bytes, count a
+        coroutine servant's task that suspended, end it, and answer a request the
+        authorize hook refused; and asyncio's pieces a coroutine servant's task is made
+        of (eager: Task(eager_start=True) exists)."""
+    def add_adapter(self, adapter_id: int, adapter: Any, servants: dict[Any, object],
+                    defaults: dict[str, object], authorize: Any) -> None:
+        """An adapter whose requests are held until activated: dispatched from ``servants``
+        (and the default servants by category, ``defaults``), after ``authorize``."""
+    def activate_adapters(self, adapter_ids: list[int], handle: Communicator | None) -> None:
+        """Dispatch the held requests, in order, and every later one."""
+    def deactivate_adapter(self, adapter_id: int, handle: Communicator | None) -> None:
+        """Refuse the held requests (dropped without a handle) and every later one."""
+    def refuse_held(self, adapter_id: int, handle: Communicator | None) -> None: ...
+    def remove_adapter(self, adapter_id: int) -> None: ...
     def dispatching(self) -> int:
         """Servant calls the native dispatch has under way."""
     def native_dispatches(self) -> int:
         """Requests whose servant the native dispatch has called."""
     def pending(self) -> int: ...
+
+class Continuation:
+    """A coroutine servant's task's coroutine (see continuation.h)."""
+
+    def send(self, value: Any) -> Any: ...
+    def throw(self, error: BaseException) -> Any: ...
+    def close(self) -> None: ...
 
 class Target:
     def __init__(self, key: str, endpoints: list[tuple[str, int, bool]]) -> None: ...

@@ -15,14 +15,11 @@ import functools
 import logging
 import sys
 import threading
-import types
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from . import _core
-from ._encoding import decode_string, encode_bool, encode_string, encode_string_seq
-from ._typed_dispatch import call_typed
 from .errors import (
     CommunicatorDestroyedError,
     ConnectionLostError,
@@ -113,37 +110,6 @@ def failure_error(code: int, text: str) -> BaseException:
     return make(text) if make is not None else ConnectionLostError(text)
 
 
-def _builtin_ids(servant: object) -> list[str]:
-    ids = list(getattr(servant, "type_ids", ()) or ())
-    if "::Ice::Object" not in ids:
-        ids.append("::Ice::Object")
-    return ids
-
-
-def _ice_ping(servant: object, params: bytes) -> bytes:
-    return b""
-
-
-def _ice_is_a(servant: object, params: bytes) -> bytes:
-    return encode_bool(decode_string(params) in _builtin_ids(servant))
-
-
-def _ice_id(servant: object, params: bytes) -> bytes:
-    return encode_string(_builtin_ids(servant)[0])
-
-
-def _ice_ids(servant: object, params: bytes) -> bytes:
-    return encode_string_seq(sorted(_builtin_ids(servant)))
-
-
-_BUILTINS: dict[str, Callable[[object, bytes], bytes]] = {
-    "ice_ping": _ice_ping,
-    "ice_isA": _ice_is_a,
-    "ice_id": _ice_id,
-    "ice_ids": _ice_ids,
-}
-
-
 def _resolve(future: asyncio.Future[Any], value: Any) -> None:
     if not future.done():
         future.set_result(value)
@@ -169,11 +135,15 @@ class Runtime:
         self.batching = False
         self.reader_fd = inbox.fd
         self.sockets_fd = inbox.sockets_fd
-        # The common request (a plain method of a servant registered on an
-        # active adapter, returning bytes) is dispatched natively, during the
-        # drain; the rest comes here. Adapters register while active.
+        # Every request is dispatched natively, during the drain
+        # (native_dispatch.cpp); what does not end in a plain result comes
+        # back here (_finish_native, _suspended, _continued, _unauthorized).
+        # An `async def` servant runs as a task from its first step: eager
+        # where asyncio can (3.12+), else stepped first by the dispatch.
         inbox.configure_dispatch(Current, current_dispatch, _MODES, self._finish_native,
-                                 self._resume_native)
+                                 self._suspended, self._continued, self._unauthorized, loop,
+                                 asyncio.Task, asyncio.tasks._enter_task,
+                                 asyncio.tasks._leave_task, _EAGER)
         loop.add_reader(self.reader_fd, self.on_readable)
         loop.add_reader(self.sockets_fd, self.on_sockets_readable)
 
@@ -210,29 +180,27 @@ class Runtime:
         if handle is not None:
             handle.flush_deferred()
 
-    def _deliver(self, events: list[tuple[Any, ...]]) -> None:
+    def _deliver(self, events: list[_core.Event]) -> None:
         interrupt: BaseException | None = None
         for event in events:
-            kind = event[0]
             try:
-                if kind == 0:
+                if isinstance(event, _core.ReplyEvent):
                     self._on_reply(event)
-                elif kind == 1:
-                    self._on_request(event)
-                elif kind == 2:
-                    self._on_failed(event[1], failure_error(event[2], event[3]), event[4])
-                elif kind == 3:
-                    self._on_sent(event[1], event[2])
-                elif kind == 4:
-                    logger.log(event[1], "%s", event[2])
-                elif kind == 5:
-                    self._on_closed(event[1])
+                elif isinstance(event, _core.FailedEvent):
+                    self._on_failed(event.request_id, failure_error(event.code, event.text),
+                                    event.future)
+                elif isinstance(event, _core.SentEvent):
+                    self._on_sent(event.request_id, event.future)
+                elif isinstance(event, _core.LogEvent):
+                    logger.log(event.level, "%s", event.text)
+                else:
+                    self._on_closed(event.futures)
             except Exception:
                 # One bad event must not cost the others in the batch.
-                logger.exception("aiocomm: error while delivering %r", event[:2])
+                logger.exception("aiocomm: error while delivering %r", event)
             except BaseException as exc:
-                # KeyboardInterrupt or SystemExit from a servant, whose request
-                # was answered: it propagates once the batch is delivered.
+                # KeyboardInterrupt or SystemExit (from a handler, or a signal):
+                # it propagates once the batch is delivered.
                 interrupt = interrupt or exc
         if interrupt is not None:
             raise interrupt
@@ -265,15 +233,14 @@ class Runtime:
                 timer.cancel()
         return future
 
-    def _on_reply(self, event: tuple[Any, ...]) -> None:
-        _, request_id, status, payload, detail, future = event
-        future = self._take(request_id, future)
+    def _on_reply(self, event: _core.ReplyEvent) -> None:
+        future = self._take(event.request_id, event.future)
         if future is None or future.done():
             return
-        if status == _REPLY_OK:
-            future.set_result(payload)
+        if event.status == _REPLY_OK:
+            future.set_result(event.payload)
         else:
-            future.set_exception(reply_error(status, payload, detail))
+            future.set_exception(reply_error(event.status, event.payload, event.detail))
 
     def _on_failed(self, request_id: int, error: BaseException,
                    future: asyncio.Future[bytes] | None) -> None:
@@ -354,86 +321,73 @@ class Runtime:
     def in_flight(self) -> int:
         return len(self.dispatching)
 
-    def _on_request(self, event: tuple[Any, ...]) -> None:
+    # ---------------------------------------------------------- adapters
+    #
+    # The native dispatch keeps each adapter's state (holding, active,
+    # deactivated) and the requests it holds; these say when it changes.
+    # Requests answered outside a drain leave at once, else with its batch.
+
+    def add_adapter(self, adapter: ObjectAdapter, core_ids: list[int], servants: dict[Any, object],
+                    defaults: dict[str, object], authorize: Any) -> None:
+        for core_id in core_ids:
+            self.adapters[core_id] = adapter
+            self.inbox.add_adapter(core_id, adapter, servants, defaults, authorize)
+
+    def activate_adapter(self, core_ids: list[int]) -> None:
+        """Starts dispatching, beginning with the requests held so far, in order.
+        Raises only KeyboardInterrupt and SystemExit, once all were answered."""
         handle = self.handle_ref()
-        if handle is None:
-            return  # the communicator is gone, and its connections with it
-        adapter = self.adapters.get(event[2])
-        if (adapter is not None and not adapter.is_active and not adapter.is_deactivated
-                and not handle.destroying):
-            adapter._held.append(event)  # activate() dispatches it
-            return
-        self.dispatch(handle, adapter, event)
-
-    def _refuse(self, handle: _core.Communicator, event: tuple[Any, ...]) -> None:
-        """Answers a request that no live adapter will dispatch."""
-        self.dispatch(handle, None, event)  # refused there, as for any inactive adapter
-
-    def dispatch_held(self, handle: _core.Communicator, adapter: ObjectAdapter,
-                      events: list[tuple[Any, ...]]) -> None:
-        """Dispatches requests an adapter held until its activation, every one
-        of them even when a servant raises KeyboardInterrupt on the way."""
-        interrupt: BaseException | None = None
-        for event in events:
-            try:
-                self.dispatch(handle, adapter, event)
-            except BaseException as exc:  # answered already; raised once all are
-                interrupt = interrupt or exc
-        if interrupt is not None:
-            raise interrupt
-
-    def dispatch(self, handle: _core.Communicator, adapter: ObjectAdapter | None,
-                 event: tuple[Any, ...]) -> None:
-        """Dispatches one request event. Raises only KeyboardInterrupt and
-        SystemExit, after the request was answered."""
-        current = _current_of(handle, adapter, event)
-        if adapter is None or not adapter.is_active or handle.destroying:
-            # Refused as Ice refuses a request for a deactivated adapter: the
-            # object does not exist here (a client with a locator may retry).
-            self._answer(handle, current, error=ObjectNotExistError(
-                f"object '{current.identity}' does not exist", identity=current.identity,
-                facet=current.facet, operation=current.operation))
-            return
-        if adapter._authorize is not None and not self._authorized(handle, adapter, current):
-            return
-        self._dispatch_started(current)
-        token = current_dispatch.set(current)
+        opened = not self.batching
+        self.batching = True
         try:
-            try:
-                result, error = _call_servant(adapter, current, event[-1]), None
-            except BaseException as exc:
-                result, error = None, exc
-            self._settle(handle, current, result, error)
+            self.inbox.activate_adapters(core_ids, handle)
         finally:
-            current_dispatch.reset(token)
+            if opened:
+                self.batching = False
+                if handle is not None:
+                    handle.flush_deferred()
 
-    def _authorized(self, handle: _core.Communicator, adapter: ObjectAdapter,
-                    current: Current) -> bool:
-        """Asks the adapter's authorize hook about a request; a refusal is
-        answered here with PermissionDeniedError. Fails closed: a hook that
-        raises refuses (and is logged), and the caller learns nothing of why.
-        Raises only KeyboardInterrupt and SystemExit, after the answer."""
-        try:
-            verdict = adapter._authorize(current) if adapter._authorize is not None else True
-        except PermissionDeniedError as refusal:
-            self._answer(handle, current, error=refusal)
-            return False
-        except BaseException as exc:
+    def deactivate_adapter(self, core_ids: list[int], *, answer: bool = True) -> None:
+        """Refuses the held requests (dropped unless `answer`) and every later one."""
+        handle = self.handle_ref() if answer else None
+        for core_id in core_ids:
+            self.inbox.deactivate_adapter(core_id, handle)
+        self._flush_unbatched(handle)
+
+    def refuse_held(self, core_ids: list[int]) -> None:
+        handle = self.handle_ref()
+        for core_id in core_ids:
+            self.inbox.refuse_held(core_id, handle)
+        self._flush_unbatched(handle)
+
+    def remove_adapter(self, core_ids: list[int]) -> None:
+        for core_id in core_ids:
+            self.adapters.pop(core_id, None)
+            self.inbox.remove_adapter(core_id)
+
+    def _flush_unbatched(self, handle: _core.Communicator | None) -> None:
+        if handle is not None and not self.batching:
+            handle.flush_deferred()
+
+    def _unauthorized(self, current: Current, verdict: Any, error: BaseException | None) -> None:
+        """Answers a request the adapter's authorize hook did not allow (the
+        native dispatch asked it) with PermissionDeniedError. Fails closed: a
+        hook that raises something else, or returns anything but a bool,
+        refuses and is logged, and the caller learns nothing of why."""
+        adapter = current.adapter
+        name = adapter.name if adapter is not None else None
+        if isinstance(error, PermissionDeniedError):
+            self._answer(current._handle, current, error=error)
+            return
+        if error is not None:
             logger.error("the authorize hook of adapter %r raised for %r on %s; refused",
-                         adapter.name, current.operation, current.identity, exc_info=exc)
-            self._answer(handle, current, error=PermissionDeniedError("not authorized"))
-            if isinstance(exc, _INTERRUPTS):
-                raise
-            return False
-        if verdict is True:
-            return True
-        if verdict is not False:
+                         name, current.operation, current.identity, exc_info=error)
+        elif verdict is not False:
             if isinstance(verdict, Coroutine):
                 verdict.close()  # never awaited: the hook must answer at once
             logger.error("the authorize hook of adapter %r returned %s, not a bool; refused",
-                         adapter.name, type(verdict).__name__)
-        self._answer(handle, current, error=PermissionDeniedError("not authorized"))
-        return False
+                         name, type(verdict).__name__)
+        self._answer(current._handle, current, error=PermissionDeniedError("not authorized"))
 
     def _settle(self, handle: _core.Communicator, current: Current, result: Any,
                 error: BaseException | None) -> None:
@@ -478,28 +432,22 @@ class Runtime:
         self._dispatch_started(current)
         self._settle(current._handle, current, result, error)
 
-    def _resume_native(self, current: Current, coroutine: Coroutine[Any, Any, Any],
-                       pending: Any, context: contextvars.Context) -> None:
-        """Continues, as a task, an ``async def`` servant whose first step the
-        drain ran and which suspended there, yielding ``pending``."""
-        handle = current._handle
+    def _suspended(self, current: Current) -> None:
+        """An ``async def`` servant's task suspended: in flight until _continued."""
         self._dispatch_started(current)
-        try:
-            # Eager where the loop can: the task waits for `pending` at once,
-            # as the coroutine asked, rather than a loop turn later.
-            wrapper = self._run_async(handle, current, _resumed(coroutine, pending, _EAGER))
-            if _EAGER:
-                task = asyncio.Task(wrapper, loop=self.loop, context=context,
-                                    eager_start=True)  # type: ignore[call-arg, unused-ignore]
-            else:
-                task = self.loop.create_task(wrapper, context=context)
-        except BaseException as exc:
-            self._finish(handle, current, error=exc)
-            if isinstance(exc, _INTERRUPTS):
-                raise
-            return
-        if not task.done():
-            task.add_done_callback(functools.partial(self._task_done, handle, current))
+
+    def _continued(self, current: Current, result: Any, error: BaseException | None) -> None:
+        """Ends a dispatch whose task suspended, once its servant has ended: answers
+        what the native side did not (an exception, a wrong result), and sends the
+        reply now, or with this loop iteration's batch. Never raises."""
+        handle = current._handle
+        if isinstance(error, asyncio.CancelledError):
+            self._finish(handle, current, error=UnknownLocalError("the dispatch was cancelled"),
+                         log=False)
+        else:
+            self._finish(handle, current, result, error)
+        if not self.batching and not self.defer():
+            handle.flush_deferred()
 
     async def _run_async(self, handle: _core.Communicator, current: Current,
                          coroutine: Any) -> None:
@@ -623,48 +571,6 @@ class Runtime:
         return future
 
 
-def _current_of(handle: _core.Communicator, adapter: ObjectAdapter | None,
-                event: tuple[Any, ...]) -> Current:
-    (_, connection_id, _, request_id, name, category, facet, operation, mode, context,
-     encoding, _params) = event
-    return Current(adapter, name, category, facet, operation, _MODES[mode], context, request_id,
-                   encoding, connection_id, handle)
-
-
-def _call_servant(adapter: ObjectAdapter, current: Current, params: bytes) -> Any:
-    """Finds the servant and calls it: its result, or an awaitable of it.
-    Raises the not-exist errors, and whatever the servant raises."""
-    identity = current.identity
-    servant = adapter._servants.get((identity, current.facet))
-    if servant is None:
-        servant = adapter._locate(identity, current.facet)
-        if servant is None:
-            if current.facet and adapter._locate(identity, "") is not None:
-                raise FacetNotExistError("", identity=identity, facet=current.facet,
-                                         operation=current.operation)
-            raise ObjectNotExistError("", identity=identity, facet=current.facet,
-                                      operation=current.operation)
-    builtin = _BUILTINS.get(current.operation)
-    if builtin is not None:
-        return builtin(servant, params)
-    typed = getattr(type(servant), "_ice_operations", None)
-    if typed is not None:
-        return call_typed(servant, typed, current, params, adapter.communicator)
-    operation = current.operation
-    try:
-        method = getattr(servant, "ice_invoke", None)
-    except Exception:
-        # A probe for an optional hook: a dynamic servant whose __getattr__
-        # raises for names it does not know has none (as the native path sees it).
-        method = None
-    if method is None and operation[:1] != "_":
-        method = getattr(servant, operation, None)
-    if method is None or not callable(method):
-        raise OperationNotExistError("", identity=identity, facet=current.facet,
-                                     operation=operation)
-    return method(params, current)
-
-
 def _reply_payload(result: Any, operation: str) -> bytes | bytearray | memoryview:
     """What a servant's result puts on the wire; TypeError for what cannot go."""
     if result is None:
@@ -677,35 +583,6 @@ def _reply_payload(result: Any, operation: str) -> bytes | bytearray | memoryvie
     if isinstance(result, memoryview) and not result.c_contiguous:
         return result.tobytes()  # the wire takes one contiguous run
     return result
-
-
-@types.coroutine
-def _resumed(coroutine: Coroutine[Any, Any, Any], pending: Any,
-             wait_first: bool) -> Generator[Any, None, Any]:
-    """Drives a coroutine that has already run up to a suspension, where it
-    yielded ``pending`` (a future to wait for, or None for a bare yield): a
-    ``yield from`` that starts in the middle. Without ``wait_first``, a bare
-    yield is taken as done: the task's own first step is the loop turn the
-    coroutine asked for."""
-    wait = pending is not None or wait_first
-    step: Callable[[Any], Any] = coroutine.send
-    arg: Any = None
-    while True:
-        if wait:
-            try:
-                yield pending
-            except GeneratorExit:
-                coroutine.close()
-                raise
-            except BaseException as exc:  # cancellation, delivered where it waits
-                step, arg = coroutine.throw, exc
-            else:
-                step, arg = coroutine.send, None
-        wait = True
-        try:
-            pending = step(arg)
-        except StopIteration as stop:
-            return stop.value
 
 
 async def _await(awaitable: Awaitable[Any]) -> Any:

@@ -3,19 +3,15 @@
 A typed servant's class carries ``_ice_operations`` (operation name -> the
 codec's ``Operation``), ``_ice_throws`` (operation name -> the exception
 classes it declares) and ``_ice_methods`` (operation name -> method name,
-where a Python keyword made them differ). Here the request's parameters are decoded, the method
-is called with them and ``current``, and its result (awaited when it is a
-coroutine) is encoded; the runtime's exactly-once answer path then replies
-with bytes, as for any servant. A typed user exception leaves as a plain
-:class:`~aiocomm.UserError` carrying its encoding, so that the answer path
-stays the same; one the operation does not declare becomes
+where a Python keyword made them differ). The dispatch
+(cpp/binding/native_dispatch.cpp) decodes the parameters, calls the method
+and encodes its result natively; it comes here for what is easier said in
+Python: ``native_async`` (a coroutine method's result, encoded when it is
+done), ``native_error`` (what a method raised) and ``undecodable``
+(parameters that do not decode). A typed user exception leaves as a plain
+:class:`~aiocomm.UserError` carrying its encoding, so that the runtime's
+answer path stays the same; one the operation does not declare becomes
 :class:`~aiocomm.UnknownUserError`, as Ice 3.8 servers do.
-
-The drain (cpp/binding/native_dispatch.cpp) does the same for the common
-request without this module's ``call_typed``: it decodes, calls and encodes
-natively, and comes here only for ``native_async`` (a coroutine method's
-result) and ``native_error`` (what a method raised); what it declines
-reaches ``call_typed`` through the runtime.
 
 Depends on :mod:`aiocomm.errors` only (duck-typed over the codec's objects).
 """
@@ -27,42 +23,20 @@ from typing import Any
 
 from .errors import (
     MarshalError,
-    OperationNotExistError,
     UnknownLocalError,
     UnknownUserError,
     UserError,
 )
 
-__all__ = ["call_typed", "native_async", "native_error"]
+__all__ = ["native_async", "native_error", "undecodable"]
 
 
-def call_typed(servant: object, operations: Mapping[str, Any], current: Any, params: bytes,
-               communicator: object) -> Any:
-    """Calls ``servant``'s typed operation: the encoded result, or a coroutine of it.
-    Raises OperationNotExistError, MarshalError, and what the servant raises
-    (typed user exceptions already encoded)."""
-    name = current.operation
-    operation = operations.get(name)
-    methods: Mapping[str, str] = getattr(type(servant), "_ice_methods", {})
-    method = getattr(servant, methods.get(name, name), None) if operation is not None else None
-    if operation is None or method is None:
-        raise OperationNotExistError("", identity=current.identity, facet=current.facet,
-                                     operation=name)
-    try:
-        args = operation.decode_in(params, communicator)
-    except MarshalError as exc:
-        # As Ice answers a request it cannot unmarshal: a local error of the server's.
-        raise UnknownLocalError(f"cannot decode the parameters of {name!r}: {exc}") from None
-    throws = _declared(servant, name)
-    try:
-        result = method(*args, current)
-    except UserError as exc:
-        raise _encoded(exc, operation, throws) from None
-    if isinstance(result, Coroutine):
-        return _finish_async(result, operation, throws)
-    if isinstance(result, Awaitable):
-        return _finish_async(_await(result), operation, throws)
-    return operation.encode_out(result)
+def undecodable(name: str, error: BaseException) -> BaseException:
+    """For the native dispatch: what is answered for parameters that do not decode.
+    As Ice answers a request it cannot unmarshal: a local error of the server's."""
+    if isinstance(error, MarshalError):
+        return UnknownLocalError(f"cannot decode the parameters of {name!r}: {error}")
+    return error
 
 
 def native_async(result: Awaitable[Any], operation: Any, servant: object,

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._proxy_string import Endpoint, format_endpoint
 from .errors import (
@@ -42,7 +42,7 @@ class ObjectAdapter:
                  authorize: Callable[[Current], bool] | None = None, *,
                  registration: Registration | None = None) -> None:
         self._communicator = weakref.ref(communicator)
-        # Asked before every dispatch (see Runtime._authorized).
+        # Asked before every dispatch (native_dispatch.cpp; Runtime._unauthorized).
         self._authorize = authorize
         self._runtime = runtime
         self._name = name
@@ -52,7 +52,6 @@ class ObjectAdapter:
         self._default_servants: dict[str, object] = {}
         self._active = False
         self._deactivated = False
-        self._held: list[tuple[Any, ...]] = []
         # Dispatches under way (the runtime adds and removes them).
         self._dispatching: set[Current] = set()
         self._idle_waiters: list[asyncio.Future[None]] = []
@@ -60,6 +59,8 @@ class ObjectAdapter:
         # With an adapter_id: the registration with the locator (_registration.py).
         self._registration = registration
         self._activated: asyncio.Future[None] | None = None  # what activate() returns
+        # Requests wait (natively) until activate().
+        runtime.add_adapter(self, core_ids, self._servants, self._default_servants, authorize)
 
     # ----------------------------------------------------------- servants
 
@@ -166,19 +167,7 @@ class ObjectAdapter:
         if self._active:
             return registration
         self._active = True
-        held, self._held = self._held, []
-        handle = self._runtime.handle_ref()
-        if handle is None:
-            return registration
-        try:
-            self._runtime.dispatch_held(handle, self, held)
-        finally:
-            # The native dispatch has no authorize step: an adapter with a
-            # hook is dispatched by the runtime, which asks it first.
-            if self._active and not self._deactivated and self._authorize is None:
-                for core_id in self._core_ids:
-                    self._runtime.inbox.activate_adapter(core_id, self, self._servants,
-                                                         self._default_servants)
+        self._runtime.activate_adapter(self._core_ids)
         return registration
 
     def _clear_registration(self) -> asyncio.Task[None] | None:
@@ -196,13 +185,13 @@ class ObjectAdapter:
         loop = self._runtime.loop
         if not self._deactivated:
             self._deactivated = True
-            self._stop_native_dispatch()
+            # What it held and what arrives from now on is refused.
+            self._runtime.deactivate_adapter(self._core_ids)
             handle = self._runtime.handle_ref()
             if handle is not None and not handle.destroying:
                 for core_id in self._core_ids:
                     handle.deactivate_adapter(core_id)
                 self._clear_registration()
-            self._refuse_held()
         unregistration = None if self._registration is None else self._registration.clearing
         future: asyncio.Future[None] = loop.create_future()
         if unregistration is not None:
@@ -232,27 +221,17 @@ class ObjectAdapter:
     async def destroy(self) -> None:
         """Deactivates, waits for dispatches in flight, and forgets every servant."""
         await self.deactivate()
-        for core_id in self._core_ids:
-            self._runtime.adapters.pop(core_id, None)
+        self._runtime.remove_adapter(self._core_ids)
         self._servants.clear()
         self._default_servants.clear()
 
     def _refuse_held(self) -> None:
-        held, self._held = self._held, []
-        handle = self._runtime.handle_ref()
-        if handle is None:
-            return
-        for event in held:
-            self._runtime._refuse(handle, event)
-
-    def _stop_native_dispatch(self) -> None:
-        for core_id in self._core_ids:
-            self._runtime.inbox.deactivate_adapter(core_id)
+        self._runtime.refuse_held(self._core_ids)
 
     def _on_communicator_closed(self) -> None:
         self._deactivated = True
-        self._stop_native_dispatch()
-        self._held.clear()
+        # The connections are gone: what was held is dropped, unanswered.
+        self._runtime.deactivate_adapter(self._core_ids, answer=False)
         self._wake_idle_waiters()
 
     def _wake_idle_waiters(self) -> None:

@@ -376,8 +376,6 @@ class Communicator:
                                         replica_group_id, name)
         adapter = ObjectAdapter(self, runtime, name, core_ids, tuple(published), authorize,
                                 registration=registration)
-        for core_id in core_ids:
-            runtime.adapters[core_id] = adapter
         self._adapters.append(adapter)
         return adapter
 

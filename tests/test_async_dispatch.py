@@ -52,12 +52,22 @@ class Servant:
         self.seen: list[Any] = []
 
     async def where(self, payload: bytes, current: aiocomm.Current) -> bytes:
-        # No suspension: the drain ran this, outside any task.
-        return b"task" if asyncio.current_task() is not None else b"drain"
+        # No suspension: the drain ran this, as a task's first step.
+        return b"task" if asyncio.current_task() is not None else b"no task"
 
     async def where_after_yield(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        first = asyncio.current_task()
         await asyncio.sleep(0)
-        return b"task" if asyncio.current_task() is not None else b"drain"
+        # The same task continues from where it suspended.
+        return b"same task" if first is not None and asyncio.current_task() is first else b"other"
+
+    async def with_timeout(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        # asyncio.timeout and TaskGroup need the current task, from the first step on.
+        async with asyncio.timeout(float(payload.decode())):
+            async with asyncio.TaskGroup() as group:
+                child = group.create_task(asyncio.sleep(0.01, b"child"))
+            await asyncio.sleep(0.01)
+        return child.result()
 
     async def record(self, payload: bytes, current: aiocomm.Current) -> bytes:
         self.order.append(payload.decode())
@@ -114,13 +124,23 @@ class Servant:
         return b"released"
 
 
-async def test_a_coroutine_that_does_not_suspend_runs_in_the_drain(pair: Pair) -> None:
+async def test_a_coroutine_servant_is_a_task_from_its_first_step(pair: Pair) -> None:
     pair.adapter.add(Servant(), "s")
     prx = pair.proxy("s")
     native = pair.server.stats()["native_dispatches"]
-    assert await prx.invoke("where", b"") == b"drain"
-    assert await prx.invoke("where_after_yield", b"") == b"task"
+    assert await prx.invoke("where", b"") == b"task"
+    assert await prx.invoke("where_after_yield", b"") == b"same task"
     assert pair.server.stats()["native_dispatches"] == native + 2
+
+
+async def test_asyncio_timeout_and_task_groups_work_in_a_servant(pair: Pair) -> None:
+    pair.adapter.add(Servant(), "s")
+    prx = pair.proxy("s")
+    assert await prx.invoke("with_timeout", b"30") == b"child"
+    # A timeout that expires cancels the servant's own task, as asyncio means it to.
+    with pytest.raises(aiocomm.UnknownError, match="TimeoutError"):
+        await prx.invoke("with_timeout", b"0.001")
+    assert await prx.invoke("where", b"") == b"task"  # and the next dispatch is unharmed
 
 
 async def test_arrival_order_is_kept_across_plain_and_async(pair: Pair) -> None:

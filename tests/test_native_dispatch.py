@@ -54,7 +54,7 @@ class Blobject:
         return current.operation.encode()
 
 
-async def test_plain_methods_of_servants_are_dispatched_natively(pair: Pair) -> None:
+async def test_every_servant_form_is_dispatched_natively(pair: Pair) -> None:
     pair.adapter.add(Echo(), "echo")
     pair.adapter.add(Blobject(), "blob")
     pair.adapter.add_default_servant(Echo(), "any")
@@ -76,14 +76,72 @@ async def test_plain_methods_of_servants_are_dispatched_natively(pair: Pair) -> 
     with pytest.raises(aiocomm.FacetNotExistError):  # never for a facet
         await pair.client.proxy(f"any/x -f f:{pair.adapter.endpoints[0]}").invoke("echo", b"f")
 
-    # The rest is the runtime's: built-ins, Blobject servants.
+    # A Blobject's ice_invoke is called natively too.
+    assert await blob.invoke("anything") == b"anything"
+    assert pair.native() - before == 54
+    # Built-ins and missing operations are answered without calling the servant.
     before = pair.native()
     assert await echo.invoke("ice_isA", b"\x0c::demo::Echo") == b"\x01"
     await echo.ping()
-    assert await blob.invoke("anything") == b"anything"
     with pytest.raises(aiocomm.OperationNotExistError):
         await echo.invoke("missing")
+    with pytest.raises(aiocomm.OperationNotExistError):
+        await echo.invoke("_private")
     assert pair.native() == before
+
+
+_RUNTIME_ENDS = {"_finish_native", "_resume_native", "_unauthorized", "_answer", "_settle"}
+
+
+async def test_requests_that_end_in_a_plain_result_run_no_python_of_the_runtime(
+        pair: Pair) -> None:
+    """The one path: every form of request that ends in bytes, None, a built-in's
+    answer or "does not exist" is answered without a Python frame of aiocomm's
+    server side; only what needs Python (an exception, a suspension) goes there."""
+    pair.adapter.add(Echo(), "echo")
+    pair.adapter.add(Blobject(), "blob")
+    pair.adapter.add_default_servant(Echo(), "any")
+    pair.adapter.activate()
+    calls: list[str] = []
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        code = frame.f_code
+        if event == "call" and code.co_name in _RUNTIME_ENDS and "aiocomm" in code.co_filename:
+            calls.append(code.co_name)
+
+    async def requests() -> None:
+        await pair.proxy("echo").invoke("echo", b"x")
+        await pair.proxy("blob").invoke("op", b"")
+        await pair.proxy("any/y").invoke("echo", b"z")
+        await pair.proxy("echo").ice_is_a("::demo::Echo")
+        await pair.proxy("echo").ice_ids()
+        for target, operation in (("ghost", "echo"), ("echo", "missing")):
+            with pytest.raises(aiocomm.DispatchError):
+                await pair.proxy(target).invoke(operation)
+        with pytest.raises(aiocomm.FacetNotExistError):
+            await pair.client.proxy(f"echo -f f:{pair.adapter.endpoints[0]}").invoke("echo")
+
+    await requests()  # connected, warmed up
+    import sys
+    sys.setprofile(profile)
+    try:
+        await requests()
+    finally:
+        sys.setprofile(None)
+    assert calls == []
+
+    class Raises:
+        def boom(self, payload: bytes, current: aiocomm.Current) -> bytes:
+            raise ValueError("boom")
+
+    pair.adapter.add(Raises(), "raises")
+    sys.setprofile(profile)
+    try:
+        with pytest.raises(aiocomm.UnknownError):
+            await pair.proxy("raises").invoke("boom")
+    finally:
+        sys.setprofile(None)
+    assert "_finish_native" in calls  # the profile sees the runtime where it is used
 
 
 async def test_requests_are_dispatched_in_arrival_order_across_both_paths(pair: Pair) -> None:
@@ -114,7 +172,7 @@ async def test_requests_are_dispatched_in_arrival_order_across_both_paths(pair: 
     assert pair.server.stats()["native_dispatches"] >= 200
 
 
-async def test_current_and_dispatch_context_match_the_runtime_path(pair: Pair) -> None:
+async def test_current_and_dispatch_context_match_across_servant_forms(pair: Pair) -> None:
     seen: dict[str, dict[str, Any]] = {}
 
     class Probe:
@@ -130,7 +188,7 @@ async def test_current_and_dispatch_context_match_the_runtime_path(pair: Pair) -
             current.context["mutable"] = "yes"  # the servant's own dict
             return b""
 
-    class BlobProbe(Probe):  # a Blobject: the runtime's path
+    class BlobProbe(Probe):  # a Blobject, found as a default servant
         def ice_invoke(self, payload: bytes, current: aiocomm.Current) -> bytes:
             return self.probe(payload, current)
 
@@ -143,7 +201,7 @@ async def test_current_and_dispatch_context_match_the_runtime_path(pair: Pair) -
     before = pair.native()
     await native.invoke("probe", b"native", idempotent=True, context={"k": "v"})
     await runtime.invoke("probe", b"runtime", idempotent=True, context={"k": "v"})
-    assert pair.native() - before == 1
+    assert pair.native() - before == 2
     a, b = seen["native"], seen["runtime"]
     assert a["type"] is aiocomm.Current
     assert a["identity"] == aiocomm.Identity("p", "cat") and a["facet"] == "f"

@@ -31,7 +31,7 @@ tag: contextvars.ContextVar[str] = contextvars.ContextVar("tag", default="unset"
 
 
 def _where() -> str:
-    return "task" if asyncio.current_task() is not None else "drain"
+    return "task" if asyncio.current_task() is not None else "no task"
 
 
 class Svc(NT.Svc):  # type: ignore[misc]
@@ -46,7 +46,7 @@ class Svc(NT.Svc):  # type: ignore[misc]
         return a + b
 
     async def where(self, current: aiocomm.Current) -> str:
-        return _where()  # no suspension: the drain runs this, outside any task
+        return _where()  # no suspension: the drain runs this, as a task's first step
 
     async def whereAfterYield(self, current: aiocomm.Current) -> str:
         await asyncio.sleep(0)
@@ -168,7 +168,7 @@ async def test_typed_calls_are_dispatched_natively(pair: Pair) -> None:
     before = native_count(pair)
     assert await prx.add(2, 40) == 42
     assert await prx.echo(NT.Pt(3, "three")) == NT.Pt(3, "three")
-    assert await prx.where() == "drain"
+    assert await prx.where() == "task"
     assert await prx.whereAfterYield() == "task"
     assert native_count(pair) == before + 4
     assert servant.currents == [("add", True)]

@@ -5,6 +5,7 @@
 
 #include "binding/bindings.h"
 #include "binding/codec/types.h"
+#include "binding/continuation.h"
 #include "binding/gil.h"
 #include "core/communicator.h"
 
@@ -28,6 +29,7 @@ PYBIND11_MODULE(_core, m) {
   aiocomm::binding::main_thread_ident.store(
       py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>());
   aiocomm::binding::bind_inbox(m);
+  aiocomm::binding::bind_continuation(m);
   aiocomm::binding::bind_communicator(m);
   aiocomm::binding::bind_testing(m);
   auto codec = m.def_submodule("codec", "Ice encoding 1.1 codec over type descriptors");

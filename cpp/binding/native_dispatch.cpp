@@ -14,6 +14,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "binding/builtin_operations.h"
+#include "binding/continuation.h"
 #include "binding/handle.h"
 #include "protocol/message.h"
 
@@ -26,12 +28,6 @@ constexpr const char* current_slots[] = {
     "adapter",    "context",   "encoding",       "facet",   "mode",      "operation", "request_id"};
 static_assert(std::size(current_slots) == NativeDispatch::slot_count);
 constexpr std::size_t released_slot = 6;
-
-// Answered by the runtime from the servant's type ids.
-bool is_builtin(const std::string& operation) {
-  return operation == "ice_ping" || operation == "ice_isA" || operation == "ice_id" ||
-         operation == "ice_ids";
-}
 
 // A new reference to `name` on `object`, or null when it has none; never
 // leaves an error set.
@@ -48,6 +44,12 @@ PyObject* optional_attr(PyObject* object, PyObject* name) {
 
 py::object str_of(const std::string& text) {
   PyObject* s = PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), nullptr);
+  if (s == nullptr) PyErr_Clear();
+  return py::reinterpret_steal<py::object>(s);
+}
+
+py::object lenient_str_of(const std::string& text) {
+  PyObject* s = PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "replace");
   if (s == nullptr) PyErr_Clear();
   return py::reinterpret_steal<py::object>(s);
 }
@@ -110,8 +112,10 @@ PyObject* error_of(F&& f) {
 
 }  // namespace
 
-void NativeDispatch::configure(py::object current_type, py::object current_var, py::tuple modes,
-                               py::object finish, py::object resume) {
+void NativeDispatch::configure(PyObject* owner, py::object current_type, py::object current_var,
+                               py::tuple modes, py::object finish, py::object suspended,
+                               py::object continued, py::object unauthorized, Tasks tasks) {
+  owner_ = owner;
   for (std::size_t i = 0; i < slot_count; ++i) {
     py::object descriptor = current_type.attr(current_slots[i]);
     if (!PyObject_TypeCheck(descriptor.ptr(), &PyMemberDescr_Type)) {
@@ -123,37 +127,104 @@ void NativeDispatch::configure(py::object current_type, py::object current_var, 
   current_var_ = std::move(current_var);
   modes_ = std::move(modes);
   finish_ = std::move(finish);
-  resume_ = std::move(resume);
+  suspended_ = std::move(suspended);
+  continued_ = std::move(continued);
+  unauthorized_ = std::move(unauthorized);
+  tasks_ = std::move(tasks);
   empty_ = py::str("");
   encoding_1_1_ = py::make_tuple(1, 1);
   configured_ = true;
 }
 
-void NativeDispatch::activate(std::uint32_t adapter_id, py::object adapter, py::dict servants,
-                              py::dict defaults) {
+void NativeDispatch::add_adapter(std::uint32_t adapter_id, py::object adapter, py::dict servants,
+                                 py::dict defaults, py::object authorize) {
   // Typed parameters decode against the adapter's communicator (proxies bind to it).
   static PyObject* communicator_attr = PyUnicode_InternFromString("_communicator");
   auto communicator = py::reinterpret_steal<py::object>(optional_attr(adapter.ptr(), communicator_attr));
-  adapters_.insert_or_assign(adapter_id, Adapter{std::move(adapter), std::move(servants),
-                                                 std::move(defaults), std::move(communicator)});
+  auto entry = std::make_shared<Adapter>();
+  entry->adapter = std::move(adapter);
+  entry->servants = std::move(servants);
+  entry->defaults = std::move(defaults);
+  entry->authorize = std::move(authorize);
+  entry->communicator = std::move(communicator);
+  adapters_.insert_or_assign(adapter_id, std::move(entry));
 }
 
-void NativeDispatch::deactivate(std::uint32_t adapter_id) { adapters_.erase(adapter_id); }
+void NativeDispatch::activate(std::uint32_t adapter_id, Handle* handle, PyObject* handle_object) {
+  auto found = adapters_.find(adapter_id);
+  if (found == adapters_.end() || found->second->state != State::holding) return;
+  auto adapter = found->second;
+  adapter->state = State::active;
+  // Each is dispatched as if it arrived now: a servant may deactivate the
+  // adapter on the way, and the rest are then refused.
+  while (!adapter->held.empty()) {
+    core::Event e = std::move(adapter->held.front());
+    adapter->held.pop_front();
+    if (handle != nullptr) dispatch(e, *handle, handle_object);
+  }
+}
+
+void NativeDispatch::deactivate(std::uint32_t adapter_id, Handle* handle) {
+  auto found = adapters_.find(adapter_id);
+  if (found == adapters_.end()) return;
+  found->second->state = State::deactivated;
+  refuse_all(std::exchange(found->second->held, {}), handle);
+}
+
+void NativeDispatch::refuse_held(std::uint32_t adapter_id, Handle* handle) {
+  auto found = adapters_.find(adapter_id);
+  if (found != adapters_.end()) refuse_all(std::exchange(found->second->held, {}), handle);
+}
+
+void NativeDispatch::remove_adapter(std::uint32_t adapter_id) {
+  auto found = adapters_.find(adapter_id);
+  if (found == adapters_.end()) return;
+  auto adapter = std::move(found->second);  // its servants go after the map is consistent
+  adapters_.erase(found);
+}
+
+void NativeDispatch::refuse_all(std::deque<core::Event> held, Handle* handle) {
+  if (handle == nullptr) return;
+  for (auto& e : held) refuse(*handle, e, protocol::ReplyStatus::object_not_exist);
+}
+
+void NativeDispatch::refuse(Handle& handle, const core::Event& e, protocol::ReplyStatus status) {
+  try {
+    if (e.request_id == 0) {
+      handle.core().finish_dispatch(e.connection_id);
+      return;
+    }
+    auto reply = std::make_shared<protocol::Bytes>();
+    protocol::encode_reply_not_exist(*reply, e.request_id, status, e.identity, e.facet, e.operation);
+    handle.core().send_reply(e.connection_id, std::move(reply), true);  // leaves with the batch
+  } catch (const std::exception& error) {
+    PyErr_SetString(PyExc_RuntimeError, error.what());
+    PyErr_WriteUnraisable(nullptr);
+  }
+}
 
 int NativeDispatch::traverse(visitproc visit, void* arg) {
   Py_VISIT(current_type_.ptr());
   Py_VISIT(current_var_.ptr());
   Py_VISIT(modes_.ptr());
   Py_VISIT(finish_.ptr());
-  Py_VISIT(resume_.ptr());
+  Py_VISIT(suspended_.ptr());
+  Py_VISIT(continued_.ptr());
+  Py_VISIT(unauthorized_.ptr());
+  Py_VISIT(tasks_.loop.ptr());
+  Py_VISIT(tasks_.task_type.ptr());
+  Py_VISIT(tasks_.enter_task.ptr());
+  Py_VISIT(tasks_.leave_task.ptr());
   for (auto& [id, adapter] : adapters_) {
-    Py_VISIT(adapter.adapter.ptr());
-    Py_VISIT(adapter.servants.ptr());
-    Py_VISIT(adapter.defaults.ptr());
-    Py_VISIT(adapter.communicator.ptr());
+    Py_VISIT(adapter->adapter.ptr());
+    Py_VISIT(adapter->servants.ptr());
+    Py_VISIT(adapter->defaults.ptr());
+    Py_VISIT(adapter->authorize.ptr());
+    Py_VISIT(adapter->communicator.ptr());
   }
   Py_VISIT(typed_async_.ptr());
   Py_VISIT(typed_error_.ptr());
+  Py_VISIT(undecodable_.ptr());
   return 0;
 }
 
@@ -163,8 +234,12 @@ void NativeDispatch::clear() {
   adapters_.clear();
   typed_async_ = py::object();
   typed_error_ = py::object();
+  undecodable_ = py::object();
+  unauthorized_ = py::object();
   finish_ = py::object();
-  resume_ = py::object();
+  suspended_ = py::object();
+  continued_ = py::object();
+  tasks_ = Tasks();
   modes_ = py::tuple();
   current_var_ = py::object();
   current_type_ = py::object();
@@ -212,7 +287,8 @@ py::object NativeDispatch::make_current(const Adapter& adapter, const core::Even
   if (!current) return current;
   py::object context = py::reinterpret_steal<py::object>(PyDict_New());
   for (const auto& [key, value] : e.context) {
-    py::object k = str_of(key), v = str_of(value);
+    // A context only informs: what is not UTF-8 becomes U+FFFD.
+    py::object k = lenient_str_of(key), v = lenient_str_of(value);
     if (!context || !k || !v || PyDict_SetItem(context.ptr(), k.ptr(), v.ptr()) < 0) {
       PyErr_Clear();
       return py::object();
@@ -241,7 +317,7 @@ py::object NativeDispatch::make_current(const Adapter& adapter, const core::Even
   return current;
 }
 
-void NativeDispatch::reply(Handle& handle, const core::Event& e, PyObject* current,
+void NativeDispatch::reply(Handle& handle, const Request& e, PyObject* current,
                            protocol::ByteView payload) {
   // A servant that destroyed its own communicator has let its dispatch go.
   PyObject* released = PyMember_GetOne(reinterpret_cast<const char*>(current), slots_[released_slot]);
@@ -261,7 +337,8 @@ void NativeDispatch::reply(Handle& handle, const core::Event& e, PyObject* curre
     auto message = handle.core().buffers().make_message(protocol::reply_payload_size(payload.size()));
     protocol::encode_reply_payload(*message, e.request_id, protocol::ReplyStatus::ok, e.encoding,
                                    payload);
-    // The drain is a batch: its replies leave together when it ends.
+    // The drain is a batch: its replies leave together when it ends (a
+    // continuation's, when the runtime says; see Runtime._continued).
     handle.core().send_reply(e.connection_id, std::move(message), true);
   } catch (const std::exception& error) {
     PyErr_SetString(PyExc_RuntimeError, error.what());
@@ -269,29 +346,91 @@ void NativeDispatch::reply(Handle& handle, const core::Event& e, PyObject* curre
   }
 }
 
-bool NativeDispatch::try_dispatch(core::Event& e, Handle& handle, PyObject* handle_object) {
-  if (!configured_) return false;
+void NativeDispatch::dispatch(core::Event& e, Handle& handle, PyObject* handle_object) {
+  if (!configured_) return;  // torn down by the collector, with its communicator
   auto found = adapters_.find(e.adapter_id);
-  if (found == adapters_.end()) return false;
-  if (e.operation.empty() || e.operation[0] == '_' || is_builtin(e.operation)) return false;
-  if (e.mode >= PyTuple_GET_SIZE(modes_.ptr())) return false;
-  // A copy: the servant may deactivate its adapter, which erases the entry.
-  const Adapter adapter = found->second;
+  // Shared: the servant may remove its own adapter while it runs.
+  std::shared_ptr<Adapter> adapter = found == adapters_.end() ? nullptr : found->second;
+  const bool destroying = handle.core().destroying();
+  if (adapter != nullptr && adapter->state == State::holding && !destroying) {
+    adapter->held.push_back(std::move(e));  // activate() dispatches it
+    return;
+  }
+  if (adapter == nullptr || adapter->state != State::active || destroying) {
+    // Refused as Ice refuses a request for a deactivated adapter: the
+    // object does not exist here (a client with a locator may retry).
+    refuse(handle, e, protocol::ReplyStatus::object_not_exist);
+    return;
+  }
+  dispatch_to(*adapter, e, handle, handle_object);
+}
 
+bool NativeDispatch::authorized(const Adapter& adapter, PyObject* current) {
+  PyObject* verdict = PyObject_CallOneArg(adapter.authorize.ptr(), current);
+  if (verdict == Py_True) {
+    Py_DECREF(verdict);
+    return true;
+  }
+  // Refused, fail-closed: the runtime says why (and logs what is not a plain
+  // refusal). A KeyboardInterrupt from the hook is raised once it answered.
+  auto error = py::reinterpret_steal<py::object>(verdict == nullptr ? take_raised() : nullptr);
+  auto kept = py::reinterpret_steal<py::object>(verdict);
+  if (error && is_interrupt(error.ptr())) keep_interrupt(error.ptr());
+  call_runtime(unauthorized_, {current, kept ? kept.ptr() : Py_None, error ? error.ptr() : Py_None});
+  return false;
+}
+
+void NativeDispatch::dispatch_to(const Adapter& adapter, core::Event& e, Handle& handle,
+                                 PyObject* handle_object) {
+  // Names a servant or method is selected by must decode exactly: what is
+  // not UTF-8 cannot match anything registered.
   py::object name = str_of(e.identity.name);
   py::object category = e.identity.category.empty() ? empty_ : str_of(e.identity.category);
   py::object facet = e.facet.empty() ? empty_ : str_of(e.facet);
-  if (!name || !category || !facet) return false;
+  py::object operation = operation_name(e.operation);
+  if (!name || !category) return refuse(handle, e, protocol::ReplyStatus::object_not_exist);
+  if (!facet) return refuse(handle, e, protocol::ReplyStatus::facet_not_exist);
+  if (!operation || e.mode >= PyTuple_GET_SIZE(modes_.ptr())) {
+    return refuse(handle, e, protocol::ReplyStatus::operation_not_exist);
+  }
+  py::object current = make_current(adapter, e, name.ptr(), category.ptr(), facet.ptr(),
+                                    operation.ptr(), handle_object);
+  if (!current) {
+    // Out of memory: the request cannot be dispatched, and must not hang.
+    PyErr_Clear();
+    return refuse(handle, e, protocol::ReplyStatus::object_not_exist);
+  }
+  if (!adapter.authorize.is_none() && !authorized(adapter, current.ptr())) return;
+
   PyObject* found_servant = servant_for(adapter, name.ptr(), category.ptr(), facet.ptr());
   if (found_servant == nullptr) {
     PyErr_Clear();
-    return false;  // "does not exist" is the runtime's
+    // A facet of an object that exists is a missing facet, as Ice says.
+    bool object_exists = PyUnicode_GET_LENGTH(facet.ptr()) != 0 &&
+                         servant_for(adapter, name.ptr(), category.ptr(), empty_.ptr()) != nullptr;
+    PyErr_Clear();
+    return refuse(handle, e, object_exists ? protocol::ReplyStatus::facet_not_exist
+                                           : protocol::ReplyStatus::object_not_exist);
   }
   auto servant = py::reinterpret_borrow<py::object>(found_servant);
-  static PyObject* ice_invoke = PyUnicode_InternFromString("ice_invoke");
-  if (PyObject* blobject = optional_attr(servant.ptr(), ice_invoke)) {
-    Py_DECREF(blobject);
-    return false;
+  const protocol::ByteView params(e.body.data(), e.body.size());
+
+  if (is_builtin_operation(e.operation)) {
+    protocol::Bytes out;
+    PyObject* error = error_of([&] {
+      try {
+        if (!answer_builtin(servant.ptr(), e.operation, params, out)) throw py::error_already_set();
+      } catch (const protocol::ProtocolError& bad) {
+        throw codec::MarshalError(std::string("cannot decode the parameters of ") + e.operation +
+                                  ": " + bad.what());
+      }
+    });
+    if (error == nullptr) {
+      reply(handle, e, current.ptr(), protocol::ByteView(out.data(), out.size()));
+    } else {
+      conclude(handle, e, current.ptr(), py::none(), py::reinterpret_steal<py::object>(error));
+    }
+    return;
   }
   // Typed servants (generated from Slice) carry their operations' codecs on
   // their type.
@@ -299,58 +438,57 @@ bool NativeDispatch::try_dispatch(core::Event& e, Handle& handle, PyObject* hand
   if (PyObject* typed = optional_attr(reinterpret_cast<PyObject*>(Py_TYPE(servant.ptr())),
                                       ice_operations)) {
     auto operations = py::reinterpret_steal<py::object>(typed);
-    return try_dispatch_typed(e, handle, handle_object, adapter, servant.ptr(), operations.ptr(),
-                              name.ptr(), category.ptr(), facet.ptr());
+    return dispatch_typed(e, handle, handle_object, adapter, current.ptr(), servant.ptr(),
+                          operations.ptr(),
+                          operation.ptr());
   }
-  py::object operation = operation_name(e.operation);
-  if (!operation) return false;
-  auto method = py::reinterpret_steal<py::object>(optional_attr(servant.ptr(), operation.ptr()));
-  if (!method || !PyCallable_Check(method.ptr())) return false;
-  py::object current = make_current(adapter, e, name.ptr(), category.ptr(), facet.ptr(),
-                                    operation.ptr(), handle_object);
-  if (!current) return false;
-  auto params = py::reinterpret_steal<py::object>(PyBytes_FromStringAndSize(
-      reinterpret_cast<const char*>(e.body.data()), static_cast<Py_ssize_t>(e.body.size())));
-  if (!params) {
+  // A blobject (ice_invoke) takes every operation; otherwise the method
+  // named as the operation, never a private one.
+  static PyObject* ice_invoke = PyUnicode_InternFromString("ice_invoke");
+  auto method = py::reinterpret_steal<py::object>(optional_attr(servant.ptr(), ice_invoke));
+  if (!method && !e.operation.empty() && e.operation[0] != '_') {
+    // Not a probe: a lookup that fails otherwise than with AttributeError
+    // (a dynamic servant's __getattr__) is the servant's error.
+    method = py::reinterpret_steal<py::object>(PyObject_GetAttr(servant.ptr(), operation.ptr()));
+    if (!method && !PyErr_ExceptionMatches(PyExc_AttributeError)) {
+      return conclude(handle, e, current.ptr(), py::none(),
+                      py::reinterpret_steal<py::object>(take_raised()));
+    }
     PyErr_Clear();
-    return false;
   }
-  PyObject* token = PyContextVar_Set(current_var_.ptr(), current.ptr());
+  if (!method || !PyCallable_Check(method.ptr())) {
+    return refuse(handle, e, protocol::ReplyStatus::operation_not_exist);
+  }
+  auto params_bytes = py::reinterpret_steal<py::object>(PyBytes_FromStringAndSize(
+      reinterpret_cast<const char*>(params.data()), static_cast<Py_ssize_t>(params.size())));
+  PyObject* token = params_bytes ? PyContextVar_Set(current_var_.ptr(), current.ptr()) : nullptr;
   if (token == nullptr) {
-    PyErr_Clear();
-    return false;
+    conclude(handle, e, current.ptr(), py::none(), py::reinterpret_steal<py::object>(take_raised()));
+    return;
   }
-
-  // From here the dispatch is ours: it ends in a reply, or in the runtime.
-  PyObject* args[] = {params.ptr(), current.ptr()};
+  PyObject* args[] = {params_bytes.ptr(), current.ptr()};
   ++calls_in_progress_;
   ++dispatched_;
   PyObject* result = PyObject_Vectorcall(method.ptr(), args, 2, nullptr);
   --calls_in_progress_;
   if (result != nullptr && PyCoro_CheckExact(result)) {
-    step_coroutine(handle, e, current.ptr(), py::reinterpret_steal<py::object>(result));
+    step_coroutine(handle, e, current.ptr(), handle_object, py::reinterpret_steal<py::object>(result));
   } else {
     PyObject* error = result == nullptr ? take_raised() : nullptr;
     conclude(handle, e, current.ptr(), py::reinterpret_steal<py::object>(result),
              py::reinterpret_steal<py::object>(error));
   }
   reset_current(token);
-  return true;
 }
 
-bool NativeDispatch::try_dispatch_typed(core::Event& e, Handle& handle, PyObject* handle_object,
-                                        const Adapter& adapter, PyObject* servant,
-                                        PyObject* operations, PyObject* name, PyObject* category,
-                                        PyObject* facet) {
-  // Whatever is declined here (unknown operation or method, parameters that
-  // do not decode), the runtime answers as it always has.
-  if (!PyDict_Check(operations) || !adapter.communicator) return false;
-  py::object operation = operation_name(e.operation);
-  if (!operation) return false;
-  PyObject* found = PyDict_GetItemWithError(operations, operation.ptr());  // borrowed
+void NativeDispatch::dispatch_typed(core::Event& e, Handle& handle, PyObject* handle_object,
+                                    const Adapter& adapter,
+                                    PyObject* current, PyObject* servant, PyObject* operations,
+                                    PyObject* operation) {
+  PyObject* found = PyDict_Check(operations) ? PyDict_GetItemWithError(operations, operation) : nullptr;
   if (found == nullptr) {
     PyErr_Clear();
-    return false;
+    return refuse(handle, e, protocol::ReplyStatus::operation_not_exist);
   }
   auto op_object = py::reinterpret_borrow<py::object>(found);
   const codec::Operation* op = nullptr;
@@ -358,15 +496,15 @@ bool NativeDispatch::try_dispatch_typed(core::Event& e, Handle& handle, PyObject
     op = &op_object.cast<const codec::Operation&>();
   } catch (const std::exception&) {
     PyErr_Clear();
-    return false;
+    return refuse(handle, e, protocol::ReplyStatus::operation_not_exist);
   }
   // The method is named as the operation, but where a Python keyword is escaped.
   static PyObject* ice_methods = PyUnicode_InternFromString("_ice_methods");
-  py::object method_name = operation;
+  auto method_name = py::reinterpret_borrow<py::object>(operation);
   if (PyObject* methods = optional_attr(reinterpret_cast<PyObject*>(Py_TYPE(servant)), ice_methods)) {
     auto hold = py::reinterpret_steal<py::object>(methods);
     if (PyDict_Check(methods)) {
-      if (PyObject* renamed = PyDict_GetItemWithError(methods, operation.ptr())) {
+      if (PyObject* renamed = PyDict_GetItemWithError(methods, operation)) {
         method_name = py::reinterpret_borrow<py::object>(renamed);
       } else {
         PyErr_Clear();
@@ -374,31 +512,40 @@ bool NativeDispatch::try_dispatch_typed(core::Event& e, Handle& handle, PyObject
     }
   }
   auto method = py::reinterpret_steal<py::object>(optional_attr(servant, method_name.ptr()));
-  if (!method || !PyCallable_Check(method.ptr())) return false;
-  auto communicator = py::reinterpret_steal<py::object>(PyObject_CallNoArgs(adapter.communicator.ptr()));
+  if (!method || !PyCallable_Check(method.ptr())) {
+    return refuse(handle, e, protocol::ReplyStatus::operation_not_exist);
+  }
+  auto communicator = py::reinterpret_steal<py::object>(
+      adapter.communicator ? PyObject_CallNoArgs(adapter.communicator.ptr()) : nullptr);
   if (!communicator || communicator.ptr() == Py_None) {
-    PyErr_Clear();
-    return false;
+    PyErr_Clear();  // the communicator is gone: so is the object
+    return refuse(handle, e, protocol::ReplyStatus::object_not_exist);
   }
   py::tuple args;
-  try {
+  PyObject* undecodable = error_of([&] {
     args = op->decode_in_view(aiocomm::codec::ByteView(e.body.data(), e.body.size()),
                               communicator.ptr());
-  } catch (...) {
-    PyErr_Clear();
-    return false;
-  }
+  });
   communicator = py::object();
-  py::object current = make_current(adapter, e, name, category, facet, operation.ptr(),
-                                    handle_object);
-  if (!current) return false;
-  PyObject* token = PyContextVar_Set(current_var_.ptr(), current.ptr());
+  if (undecodable != nullptr) {
+    // As Ice answers a request it cannot unmarshal: a local error of the server's.
+    auto error = py::reinterpret_steal<py::object>(undecodable);
+    if (load_typed_helpers()) {
+      PyObject* helper_args[] = {operation, error.ptr()};
+      auto mapped = py::reinterpret_steal<py::object>(
+          PyObject_Vectorcall(undecodable_.ptr(), helper_args, 2, nullptr));
+      if (mapped) {
+        error = std::move(mapped);
+      }
+    }
+    if (PyObject* failed = take_raised()) error = py::reinterpret_steal<py::object>(failed);
+    return conclude(handle, e, current, py::none(), std::move(error));
+  }
+  PyObject* token = PyContextVar_Set(current_var_.ptr(), current);
   if (token == nullptr) {
-    PyErr_Clear();
-    return false;
+    return conclude(handle, e, current, py::none(), py::reinterpret_steal<py::object>(take_raised()));
   }
 
-  // From here the dispatch is ours: it ends in a reply, or in the runtime.
   const auto count = static_cast<std::size_t>(PyTuple_GET_SIZE(args.ptr()));
   std::array<PyObject*, 8> few{};
   std::vector<PyObject*> many;
@@ -410,7 +557,7 @@ bool NativeDispatch::try_dispatch_typed(core::Event& e, Handle& handle, PyObject
   for (std::size_t i = 0; i < count; ++i) {
     call_args[i] = PyTuple_GET_ITEM(args.ptr(), static_cast<Py_ssize_t>(i));
   }
-  call_args[count] = current.ptr();
+  call_args[count] = current;
   ++calls_in_progress_;
   ++dispatched_;
   PyObject* result = PyObject_Vectorcall(method.ptr(), call_args, count + 1, nullptr);
@@ -418,8 +565,8 @@ bool NativeDispatch::try_dispatch_typed(core::Event& e, Handle& handle, PyObject
   args = py::tuple();
   if (result == nullptr) {
     auto error = py::reinterpret_steal<py::object>(take_raised());
-    conclude_typed(handle, e, current.ptr(), operation.ptr(), *op, op_object.ptr(), servant,
-                   py::object(), std::move(error));
+    conclude_typed(handle, e, current, operation, *op, op_object.ptr(), servant, py::object(),
+                   std::move(error));
   } else if (PyCoro_CheckExact(result) ||
              (Py_TYPE(result)->tp_as_async != nullptr && Py_TYPE(result)->tp_as_async->am_await != nullptr)) {
     // Awaited by a coroutine of _typed_dispatch's that encodes its result
@@ -427,25 +574,24 @@ bool NativeDispatch::try_dispatch_typed(core::Event& e, Handle& handle, PyObject
     auto awaitable = py::reinterpret_steal<py::object>(result);
     py::object coroutine;
     if (load_typed_helpers()) {
-      PyObject* helper_args[] = {awaitable.ptr(), op_object.ptr(), servant, operation.ptr()};
+      PyObject* helper_args[] = {awaitable.ptr(), op_object.ptr(), servant, operation};
       coroutine = py::reinterpret_steal<py::object>(
           PyObject_Vectorcall(typed_async_.ptr(), helper_args, 4, nullptr));
     }
     if (coroutine) {
-      step_coroutine(handle, e, current.ptr(), std::move(coroutine));
+      step_coroutine(handle, e, current, handle_object, std::move(coroutine));
     } else {
       auto error = py::reinterpret_steal<py::object>(take_raised());
-      conclude(handle, e, current.ptr(), py::none(), std::move(error));
+      conclude(handle, e, current, py::none(), std::move(error));
     }
   } else {
-    conclude_typed(handle, e, current.ptr(), operation.ptr(), *op, op_object.ptr(), servant,
+    conclude_typed(handle, e, current, operation, *op, op_object.ptr(), servant,
                    py::reinterpret_steal<py::object>(result), py::object());
   }
   reset_current(token);
-  return true;
 }
 
-void NativeDispatch::conclude_typed(Handle& handle, const core::Event& e, PyObject* current,
+void NativeDispatch::conclude_typed(Handle& handle, const Request& e, PyObject* current,
                                     PyObject* operation, const codec::Operation& op,
                                     PyObject* op_object, PyObject* servant, py::object result,
                                     py::object error) {
@@ -477,16 +623,18 @@ void NativeDispatch::conclude_typed(Handle& handle, const core::Event& e, PyObje
 }
 
 bool NativeDispatch::load_typed_helpers() {
-  if (typed_async_ && typed_error_) return true;
+  if (typed_async_ && typed_error_ && undecodable_) return true;
   auto module = py::reinterpret_steal<py::object>(PyImport_ImportModule("aiocomm._typed_dispatch"));
   if (!module) return false;
   typed_async_ = py::reinterpret_steal<py::object>(PyObject_GetAttrString(module.ptr(), "native_async"));
   if (!typed_async_) return false;
   typed_error_ = py::reinterpret_steal<py::object>(PyObject_GetAttrString(module.ptr(), "native_error"));
-  return static_cast<bool>(typed_error_);
+  if (!typed_error_) return false;
+  undecodable_ = py::reinterpret_steal<py::object>(PyObject_GetAttrString(module.ptr(), "undecodable"));
+  return static_cast<bool>(undecodable_);
 }
 
-void NativeDispatch::conclude(Handle& handle, const core::Event& e, PyObject* current,
+void NativeDispatch::conclude(Handle& handle, const Request& e, PyObject* current,
                               py::object result, py::object error) {
   if (!error && result.ptr() == Py_None) {
     reply(handle, e, current, {});
@@ -506,30 +654,90 @@ void NativeDispatch::conclude(Handle& handle, const core::Event& e, PyObject* cu
                          error ? error.ptr() : Py_None});
 }
 
-// An `async def` servant's first step runs here, in a copy of the context
-// (as an eager task's would): most end in it, with no task and no loop turn,
-// and are answered like a plain method. One that suspends continues as a
-// task of the runtime's, from where it stopped, in that same context.
-void NativeDispatch::step_coroutine(Handle& handle, const core::Event& e, PyObject* current,
-                                    py::object coroutine) {
-  auto context = py::reinterpret_steal<py::object>(PyContext_CopyCurrent());
-  if (!context || PyContext_Enter(context.ptr()) < 0) {
-    PyErr_Clear();
-    call_runtime(finish_, {current, coroutine.ptr(), Py_None});  // the runtime's task runs it
+// An `async def` servant's coroutine runs as a task's from its first step,
+// taken here: the servant sees itself as asyncio.current_task() (which
+// asyncio.timeout and TaskGroup need) in its own copy of the context. The
+// task's coroutine is a Continuation of ours, which answers natively when
+// the servant's ends: most end in the first step, answered as a plain
+// method is, with no loop turn. One that suspends continues as that task,
+// and the runtime counts it in flight until it ends.
+void NativeDispatch::step_coroutine(Handle& handle, const Request& e, PyObject* current,
+                                    PyObject* handle_object, py::object coroutine) {
+  py::object continuation;
+  PyObject* raised = error_of([&] {
+    continuation = py::cast(Continuation(*this, py::reinterpret_borrow<py::object>(handle_object), e,
+                                         py::reinterpret_borrow<py::object>(current), coroutine));
+  });
+  if (raised != nullptr) {
+    coroutine.attr("close")();
+    conclude(handle, e, current, py::none(), py::reinterpret_steal<py::object>(raised));
     return;
   }
-  PyObject* out = nullptr;
-  ++calls_in_progress_;
-  PySendResult sent = PyIter_Send(coroutine.ptr(), Py_None, &out);
-  --calls_in_progress_;
-  auto error = py::reinterpret_steal<py::object>(sent == PYGEN_ERROR ? take_raised() : nullptr);
-  if (PyContext_Exit(context.ptr()) < 0) PyErr_WriteUnraisable(context.ptr());
-  auto value = py::reinterpret_steal<py::object>(out);
-  if (sent == PYGEN_NEXT) {
-    call_runtime(resume_, {current, coroutine.ptr(), value.ptr(), context.ptr()});
+  auto& state = continuation.cast<Continuation&>();
+  py::object task;
+  PyObject* error = nullptr;
+  if (tasks_.eager) {
+    // The task's construction runs the first step.
+    error = error_of([&] { task = tasks_.task_type(continuation, py::arg("loop") = tasks_.loop,
+                                                   py::arg("eager_start") = true); });
   } else {
-    conclude(handle, e, current, std::move(value), std::move(error));
+    // Python 3.11 has no eager tasks: the first step runs here as the
+    // task's, and the task's own first step resumes from where it stopped.
+    auto context = py::reinterpret_steal<py::object>(PyContext_CopyCurrent());
+    error = error_of([&] {
+      if (!context) throw py::error_already_set();
+      task = tasks_.task_type(continuation, py::arg("loop") = tasks_.loop,
+                              py::arg("context") = context);
+      tasks_.enter_task(tasks_.loop, task);
+    });
+    if (error == nullptr) {
+      if (PyContext_Enter(context.ptr()) == 0) {
+        error = error_of([&] { state.first_step(); });
+        if (PyContext_Exit(context.ptr()) < 0) PyErr_WriteUnraisable(context.ptr());
+      } else {
+        error = take_raised();
+      }
+      PyObject* left = error_of([&] { tasks_.leave_task(tasks_.loop, task); });
+      if (left != nullptr) {
+        reraise(left);
+        PyErr_WriteUnraisable(task.ptr());
+      }
+    }
   }
+  if (error != nullptr) {
+    auto failed = py::reinterpret_steal<py::object>(error);
+    // A KeyboardInterrupt the servant raised, re-raised by the task once
+    // the continuation answered it; anything else is our failure to start.
+    if (is_interrupt(failed.ptr())) {
+      keep_interrupt(failed.ptr());
+    } else if (!state.finished()) {
+      state.abandon();
+      conclude(handle, e, current, py::none(), std::move(failed));
+    }  // else answered already: a CancelledError the servant raised, which its task took
+    return;
+  }
+  if (!state.finished()) {
+    state.mark_suspended();
+    call_runtime(suspended_, {current});
+  }
+}
+
+void NativeDispatch::conclude_continued(const Continuation& continuation, py::object result,
+                                        py::object error) {
+  if (!configured_) return;  // torn down with its communicator
+  PyObject* current = continuation.current().ptr();
+  auto& handle = continuation.handle().cast<Handle&>();
+  if (!continuation.suspended()) {
+    conclude(handle, continuation.request(), current, std::move(result), std::move(error));
+    return;
+  }
+  // Answered here when it can be, then the runtime ends it (its in-flight
+  // count, and when the reply leaves).
+  if (!error && (result.ptr() == Py_None || PyBytes_CheckExact(result.ptr()))) {
+    conclude(handle, continuation.request(), current, std::move(result), py::object());
+    result = py::none();
+  }
+  call_runtime(continued_, {current, result ? result.ptr() : Py_None, error ? error.ptr() : Py_None});
 }
 
 void NativeDispatch::call_runtime(const py::object& function, std::initializer_list<PyObject*> args) {

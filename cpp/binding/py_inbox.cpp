@@ -1,6 +1,9 @@
-// Draining the inbox: native events become Python tuples, on the loop
+// Draining the inbox: native events become Python named tuples, on the loop
 // thread, in one batch per wake-up.
 #include <pybind11/stl.h>
+
+#include <initializer_list>
+#include <stdexcept>
 
 #include "binding/bindings.h"
 #include "binding/handle.h"
@@ -23,24 +26,66 @@ py::str lenient_str(const std::string& text) {
   return py::reinterpret_steal<py::str>(s);
 }
 
-// A name that selects a servant or method must decode exactly; null if not.
-py::object strict_str(const std::string& text) {
-  PyObject* s = PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), nullptr);
-  if (s == nullptr) PyErr_Clear();
-  return py::reinterpret_steal<py::object>(s);
+// The events that reach Python, as named tuples (struct sequences: made
+// as cheaply as tuples, read by name). Events that end an invocation carry its
+// future when the table held it. Their type says their kind. See
+// aiocomm/_core.pyi.
+struct EventTypes {
+  PyTypeObject* reply = nullptr;
+  PyTypeObject* failed = nullptr;
+  PyTypeObject* sent = nullptr;
+  PyTypeObject* log = nullptr;
+  PyTypeObject* closed = nullptr;
+};
+
+EventTypes& event_types() {
+  static EventTypes types;
+  return types;
 }
 
-py::dict to_dict(const protocol::Context& context) {
-  py::dict d;
-  for (const auto& [key, value] : context) d[lenient_str(key)] = lenient_str(value);
-  return d;
+PyTypeObject* new_event_type(PyStructSequence_Desc& desc) {
+  PyTypeObject* type = PyStructSequence_NewType(&desc);
+  if (type == nullptr) throw py::error_already_set();
+  return type;
 }
 
-// Event tuples; the first item is the kind (see aiocomm/_core.pyi). Events
-// that end an invocation carry its future when the table held it. Null for
-// a request whose names are not UTF-8: no servant can be registered under
-// them (see refuse_undecodable).
-py::object to_tuple(Event& e, FutureTable& futures) {
+// The field tables must outlive their types: static.
+PyStructSequence_Field reply_fields[] = {
+    {"request_id", nullptr}, {"status", "the reply status"},
+    {"payload", "the reply's body (a user exception's encoding)"},
+    {"detail", "(name, category, facet, operation) for 2-4, the message for > 4, else None"},
+    {"future", "the invocation's future, when the inbox held it"}, {nullptr, nullptr}};
+PyStructSequence_Field failed_fields[] = {
+    {"request_id", nullptr}, {"code", "core::ErrorCode"}, {"text", nullptr},
+    {"future", nullptr}, {nullptr, nullptr}};
+PyStructSequence_Field sent_fields[] = {
+    {"request_id", nullptr}, {"future", nullptr}, {nullptr, nullptr}};
+PyStructSequence_Field log_fields[] = {
+    {"level", "a logging level"}, {"text", nullptr}, {nullptr, nullptr}};
+PyStructSequence_Field closed_fields[] = {
+    {"futures", "the futures the inbox still held"}, {nullptr, nullptr}};
+PyStructSequence_Desc reply_desc = {"aiocomm._core.ReplyEvent", "A reply that ends an invocation.",
+                                    reply_fields, 5};
+PyStructSequence_Desc failed_desc = {"aiocomm._core.FailedEvent",
+                                     "An invocation that failed without a reply.", failed_fields, 4};
+PyStructSequence_Desc sent_desc = {"aiocomm._core.SentEvent", "A queued oneway, written.",
+                                   sent_fields, 2};
+PyStructSequence_Desc log_desc = {"aiocomm._core.LogEvent", "A message for the aiocomm logger.",
+                                  log_fields, 2};
+PyStructSequence_Desc closed_desc = {"aiocomm._core.ClosedEvent",
+                                     "The communicator is gone; nothing follows.", closed_fields, 1};
+
+// A new event of `type` from `items` (each a new reference, stolen).
+py::object make_event(PyTypeObject* type, std::initializer_list<py::object> items) {
+  auto event = py::reinterpret_steal<py::object>(PyStructSequence_New(type));
+  if (!event) throw py::error_already_set();
+  Py_ssize_t i = 0;
+  for (const auto& item : items) PyStructSequence_SetItem(event.ptr(), i++, Py_NewRef(item.ptr()));
+  return event;
+}
+
+py::object to_event(Event& e, FutureTable& futures) {
+  const auto& types = event_types();
   switch (e.kind) {
     case EventKind::reply: {
       py::object detail = py::none();
@@ -50,44 +95,22 @@ py::object to_tuple(Event& e, FutureTable& futures) {
       } else if (e.code > 4) {
         detail = lenient_str(e.text);
       }
-      return py::make_tuple(0, e.request_id, e.code, to_bytes(e.body), detail,
-                            futures.take(e.request_id));
-    }
-    case EventKind::request: {
-      py::object name = strict_str(e.identity.name), category = strict_str(e.identity.category),
-                 facet = strict_str(e.facet), operation = strict_str(e.operation);
-      if (!name || !category || !facet || !operation) return py::object();
-      return py::make_tuple(1, e.connection_id, e.adapter_id, e.request_id, name, category, facet,
-                            operation, e.mode, to_dict(e.context),
-                            py::make_tuple(e.encoding.major, e.encoding.minor), to_bytes(e.body));
+      return make_event(types.reply, {py::int_(e.request_id), py::int_(e.code),
+                                      to_bytes(e.body), detail, futures.take(e.request_id)});
     }
     case EventKind::failed:
-      return py::make_tuple(2, e.request_id, e.code, lenient_str(e.text), futures.take(e.request_id));
+      return make_event(types.failed, {py::int_(e.request_id), py::int_(e.code),
+                                       lenient_str(e.text), futures.take(e.request_id)});
     case EventKind::sent:
-      return py::make_tuple(3, e.request_id, futures.take(e.request_id));
+      return make_event(types.sent, {py::int_(e.request_id), futures.take(e.request_id)});
     case EventKind::log:
-      return py::make_tuple(4, e.code, lenient_str(e.text));
+      return make_event(types.log, {py::int_(e.code), lenient_str(e.text)});
     case EventKind::closed:
-      return py::make_tuple(5, futures.take_all());
+      return make_event(types.closed, {futures.take_all()});
+    case EventKind::request:
+      break;  // dispatched natively (NativeDispatch), never delivered
   }
-  return py::make_tuple(-1);
-}
-
-// Answers a request whose identity, facet or operation is not UTF-8 the way
-// a request for an unknown one is answered: no servant can match it.
-void refuse_undecodable(const Event& e, Handle* handle) {
-  if (handle == nullptr) return;  // the communicator is gone, and its connections
-  auto valid = [](const std::string& text) { return strict_str(text).ptr() != nullptr; };
-  if (e.request_id == 0) {
-    handle->core().finish_dispatch(e.connection_id);
-    return;
-  }
-  auto status = !valid(e.identity.name) || !valid(e.identity.category) ? protocol::ReplyStatus::object_not_exist
-                : !valid(e.facet) ? protocol::ReplyStatus::facet_not_exist
-                                  : protocol::ReplyStatus::operation_not_exist;
-  auto reply = std::make_shared<protocol::Bytes>();
-  protocol::encode_reply_not_exist(*reply, e.request_id, status, e.identity, e.facet, e.operation);
-  handle->core().send_reply(e.connection_id, std::move(reply), true);  // leaves with the batch
+  throw std::logic_error("an event of no kind");
 }
 
 // Completes a future with a successful reply, unless it is already done
@@ -105,10 +128,10 @@ void complete(PyObject* future, PyObject* value) {
   if (PyErr_Occurred()) PyErr_WriteUnraisable(future);
 }
 
-// `handle` (None once collected) sends the replies of requests dispatched
-// here; `deliver` takes the events that are left to Python, in order: those
-// gathered so far go to it before each native dispatch, so that requests
-// are dispatched in the order they arrived. Every event taken is delivered:
+// `handle` (None once collected) sends the replies of the requests, all
+// dispatched here; `deliver` takes the events that are left to Python, in
+// order: those gathered so far go to it before each request's dispatch, so
+// that a servant sees what arrived before its request. Every event taken is delivered:
 // a KeyboardInterrupt or SystemExit from a servant (its request answered)
 // is raised only once the whole batch has been.
 py::list drain(PyInbox& self, const py::object& handle_object, const py::object& deliver) {
@@ -133,18 +156,14 @@ py::list drain(PyInbox& self, const py::object& handle_object, const py::object&
         complete(future.ptr(), to_bytes(e.body).ptr());
         continue;
       }
-    } else if (e.kind == EventKind::request && handle != nullptr) {
-      if (PyList_GET_SIZE(out.ptr()) > 0 && self.dispatch.dispatches(e)) {
-        hand_over(std::exchange(out, py::list()));
-      }
-      if (self.dispatch.try_dispatch(e, *handle, handle_object.ptr())) continue;
-    }
-    py::object event = to_tuple(e, futures);
-    if (!event) {
-      refuse_undecodable(e, handle);
+    } else if (e.kind == EventKind::request) {
+      // Without a handle the communicator is gone, and its connections with it.
+      if (handle == nullptr) continue;
+      if (PyList_GET_SIZE(out.ptr()) > 0) hand_over(std::exchange(out, py::list()));
+      self.dispatch.dispatch(e, *handle, handle_object.ptr());
       continue;
     }
-    out.append(std::move(event));
+    out.append(to_event(e, futures));
   }
   // The bodies were copied into Python objects: their buffers go back to
   // the pool for the reactor's next reads.
@@ -162,6 +181,18 @@ py::list drain(PyInbox& self, const py::object& handle_object, const py::object&
 }  // namespace
 
 void bind_inbox(py::module_& m) {
+  auto& types = event_types();
+  types.reply = new_event_type(reply_desc);
+  types.failed = new_event_type(failed_desc);
+  types.sent = new_event_type(sent_desc);
+  types.log = new_event_type(log_desc);
+  types.closed = new_event_type(closed_desc);
+  m.attr("ReplyEvent") = py::reinterpret_borrow<py::object>(reinterpret_cast<PyObject*>(types.reply));
+  m.attr("FailedEvent") = py::reinterpret_borrow<py::object>(reinterpret_cast<PyObject*>(types.failed));
+  m.attr("SentEvent") = py::reinterpret_borrow<py::object>(reinterpret_cast<PyObject*>(types.sent));
+  m.attr("LogEvent") = py::reinterpret_borrow<py::object>(reinterpret_cast<PyObject*>(types.log));
+  m.attr("ClosedEvent") = py::reinterpret_borrow<py::object>(reinterpret_cast<PyObject*>(types.closed));
+
   // Collectable: the dispatch state holds adapters and servants, which may
   // hold the runtime that holds this inbox.
   py::class_<PyInbox>(m, "Inbox", py::custom_type_setup([](PyHeapTypeObject* heap_type) {
@@ -182,23 +213,52 @@ void bind_inbox(py::module_& m) {
                              "Readable while a socket the loop reads itself has input.")
       .def("drain", &drain, py::arg("handle"), py::arg("deliver"),
            "Deliver every event queued so far, in order (loop thread): complete the futures "
-           "of successful replies, dispatch the common requests, return the other events.")
+           "of successful replies, dispatch the requests, return the other events.")
       .def("configure_dispatch",
-           [](PyInbox& self, py::object current_type, py::object current_var, py::tuple modes,
-              py::object finish, py::object resume) {
-             self.dispatch.configure(std::move(current_type), std::move(current_var),
-                                     std::move(modes), std::move(finish), std::move(resume));
+           [](py::object self, py::object current_type, py::object current_var, py::tuple modes,
+              py::object finish, py::object suspended, py::object continued,
+              py::object unauthorized, py::object loop, py::object task_type,
+              py::object enter_task, py::object leave_task, bool eager) {
+             Tasks tasks{std::move(loop), std::move(task_type), std::move(enter_task),
+                         std::move(leave_task), eager};
+             self.cast<PyInbox&>().dispatch.configure(
+                 self.ptr(), std::move(current_type), std::move(current_var), std::move(modes),
+                 std::move(finish), std::move(suspended), std::move(continued),
+                 std::move(unauthorized), std::move(tasks));
            },
            py::arg("current_type"), py::arg("current_var"), py::arg("modes"), py::arg("finish"),
-           py::arg("resume"))
-      .def("activate_adapter",
+           py::arg("suspended"), py::arg("continued"), py::arg("unauthorized"), py::arg("loop"),
+           py::arg("task_type"), py::arg("enter_task"), py::arg("leave_task"), py::arg("eager"))
+      .def("add_adapter",
            [](PyInbox& self, std::uint32_t adapter_id, py::object adapter, py::dict servants,
-              py::dict defaults) {
-             self.dispatch.activate(adapter_id, std::move(adapter), std::move(servants),
-                                    std::move(defaults));
-           })
+              py::dict defaults, py::object authorize) {
+             self.dispatch.add_adapter(adapter_id, std::move(adapter), std::move(servants),
+                                       std::move(defaults), std::move(authorize));
+           },
+           "An adapter, holding its requests until activate_adapters.")
+      .def("activate_adapters",
+           [](PyInbox& self, const std::vector<std::uint32_t>& adapter_ids,
+              const py::object& handle_object) {
+             Handle* handle = handle_object.is_none() ? nullptr : &handle_object.cast<Handle&>();
+             for (auto id : adapter_ids) self.dispatch.activate(id, handle, handle_object.ptr());
+             // A KeyboardInterrupt from a held request's servant, every one answered.
+             if (self.dispatch.raise_kept_interrupt()) throw py::error_already_set();
+           },
+           "Dispatch the requests held so far, in order, and every later one "
+           "(their replies join the open batch).")
       .def("deactivate_adapter",
-           [](PyInbox& self, std::uint32_t adapter_id) { self.dispatch.deactivate(adapter_id); })
+           [](PyInbox& self, std::uint32_t adapter_id, const py::object& handle_object) {
+             Handle* handle = handle_object.is_none() ? nullptr : &handle_object.cast<Handle&>();
+             self.dispatch.deactivate(adapter_id, handle);
+           },
+           "Refuse the held requests (dropped without a handle) and every later one.")
+      .def("refuse_held",
+           [](PyInbox& self, std::uint32_t adapter_id, const py::object& handle_object) {
+             Handle* handle = handle_object.is_none() ? nullptr : &handle_object.cast<Handle&>();
+             self.dispatch.refuse_held(adapter_id, handle);
+           })
+      .def("remove_adapter",
+           [](PyInbox& self, std::uint32_t adapter_id) { self.dispatch.remove_adapter(adapter_id); })
       .def("dispatching", [](const PyInbox& self) { return self.dispatch.calls_in_progress(); },
            "How many servant calls the native dispatch has under way.")
       .def("native_dispatches", [](const PyInbox& self) { return self.dispatch.dispatched(); },
