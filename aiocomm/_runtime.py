@@ -138,12 +138,12 @@ class Runtime:
         # Every request is dispatched natively, during the drain
         # (native_dispatch.cpp); what does not end in a plain result comes
         # back here (_finish_native, _suspended, _continued, _unauthorized).
-        # An `async def` servant runs as a task from its first step: eager
-        # where asyncio can (3.12+), else stepped first by the dispatch.
+        # An `async def` servant's first step runs there too, a stand-in
+        # for its task (continuation.h); a task takes over if it suspends.
         inbox.configure_dispatch(Current, current_dispatch, _MODES, self._finish_native,
                                  self._suspended, self._continued, self._unauthorized, loop,
-                                 asyncio.Task, asyncio.tasks._enter_task,
-                                 asyncio.tasks._leave_task, _EAGER)
+                                 asyncio.Task, asyncio.tasks.current_task,
+                                 asyncio.tasks._enter_task, asyncio.tasks._leave_task)
         loop.add_reader(self.reader_fd, self.on_readable)
         loop.add_reader(self.sockets_fd, self.on_sockets_readable)
 

@@ -52,14 +52,24 @@ class Servant:
         self.seen: list[Any] = []
 
     async def where(self, payload: bytes, current: aiocomm.Current) -> bytes:
-        # No suspension: the drain ran this, as a task's first step.
+        # No suspension: the drain ran this, with a stand-in for its task.
         return b"task" if asyncio.current_task() is not None else b"no task"
 
     async def where_after_yield(self, payload: bytes, current: aiocomm.Current) -> bytes:
-        first = asyncio.current_task()
         await asyncio.sleep(0)
-        # The same task continues from where it suspended.
-        return b"same task" if first is not None and asyncio.current_task() is first else b"other"
+        task = asyncio.current_task()
+        return b"task" if isinstance(task, asyncio.Task) else b"no task"
+
+    async def cancelled_from_first_step(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        # What the first step's task is asked reaches the task that runs the rest.
+        me = asyncio.current_task()
+        assert me is not None
+        asyncio.get_running_loop().call_later(0.01, me.cancel)
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            return b"cancelled: %d" % me.cancelling()
+        return b"not cancelled"
 
     async def with_timeout(self, payload: bytes, current: aiocomm.Current) -> bytes:
         # asyncio.timeout and TaskGroup need the current task, from the first step on.
@@ -129,8 +139,9 @@ async def test_a_coroutine_servant_is_a_task_from_its_first_step(pair: Pair) -> 
     prx = pair.proxy("s")
     native = pair.server.stats()["native_dispatches"]
     assert await prx.invoke("where", b"") == b"task"
-    assert await prx.invoke("where_after_yield", b"") == b"same task"
+    assert await prx.invoke("where_after_yield", b"") == b"task"
     assert pair.server.stats()["native_dispatches"] == native + 2
+    assert await asyncio.wait_for(prx.invoke("cancelled_from_first_step"), LIMIT) == b"cancelled: 1"
 
 
 async def test_asyncio_timeout_and_task_groups_work_in_a_servant(pair: Pair) -> None:

@@ -1,9 +1,31 @@
 #include "binding/continuation.h"
 
-#include <utility>
+#include <structmember.h>
 
 namespace aiocomm::binding {
+
+struct Continuation {
+  PyObject_HEAD
+  NativeDispatch* dispatch;  // lives in `owner`
+  PyObject* owner;           // the inbox
+  PyObject* handle;          // the communicator's handle, kept until answered
+  PyObject* current;
+  PyObject* coroutine;       // the servant's; null once it has ended
+  PyObject* pending;         // what the first step yielded, for the task's first step
+  PyObject* task;            // the task running the rest, once suspended
+  PyObject* loop;
+  Request request;
+  Py_ssize_t cancels;        // asked of the stand-in, for the task
+  bool yield_pending;
+  bool suspended;
+  bool finished;
+};
+
 namespace {
+
+PyTypeObject* continuation_type = nullptr;
+
+Continuation* as_continuation(PyObject* self) { return reinterpret_cast<Continuation*>(self); }
 
 PyObject* take_error() {
 #if PY_VERSION_HEX >= 0x030C0000
@@ -28,170 +50,335 @@ void restore_error(PyObject* error) {  // steals `error`
 #endif
 }
 
-// What the task must see raised, once the request is answered.
-bool raised_on(PyObject* error) {
-  static PyObject* cancelled = [] {
+PyObject* cancelled_error() {
+  static PyObject* type = [] {
     PyObject* module = PyImport_ImportModule("asyncio");
-    PyObject* type = module != nullptr ? PyObject_GetAttrString(module, "CancelledError") : nullptr;
+    PyObject* found = module != nullptr ? PyObject_GetAttrString(module, "CancelledError") : nullptr;
     Py_XDECREF(module);
-    if (type == nullptr) PyErr_Clear();
-    return type;  // kept for the process
+    if (found == nullptr) PyErr_Clear();
+    return found;  // kept for the process
   }();
+  return type;
+}
+
+// What the task must see raised once the request is answered.
+bool raised_on(PyObject* error) {
+  PyObject* cancelled = cancelled_error();
   return PyErr_GivenExceptionMatches(error, PyExc_KeyboardInterrupt) ||
          PyErr_GivenExceptionMatches(error, PyExc_SystemExit) ||
          (cancelled != nullptr && PyErr_GivenExceptionMatches(error, cancelled));
 }
 
-}  // namespace
-
-Continuation::Continuation(NativeDispatch& dispatch, py::object handle, Request request,
-                           py::object current, py::object coroutine)
-    : dispatch_(&dispatch),
-      owner_(py::reinterpret_borrow<py::object>(dispatch.owner())),
-      handle_(std::move(handle)),
-      request_(request),
-      current_(std::move(current)),
-      coroutine_(std::move(coroutine)) {}
-
-PyObject* Continuation::advance(PyObject* value, PyObject* error) {
-  if (finished_) {
+// One step of the servant's coroutine: `value` sent, or `error` thrown in.
+PySendResult advance(Continuation* self, PyObject* value, PyObject* error, PyObject** out) {
+  *out = nullptr;
+  if (self->finished) {
     if (error != nullptr) {
       restore_error(Py_NewRef(error));
-    } else {
-      PyErr_SetNone(PyExc_StopIteration);
+      return PYGEN_ERROR;
     }
-    return nullptr;
+    *out = Py_NewRef(Py_None);
+    return PYGEN_RETURN;
   }
-  if (yield_pending_ && error == nullptr) {
+  if (self->yield_pending && error == nullptr) {
     // The task's first step, after ours suspended on a future: wait for it.
-    yield_pending_ = false;
-    return pending_.release().ptr();
+    self->yield_pending = false;
+    *out = self->pending;
+    self->pending = nullptr;
+    return PYGEN_NEXT;
   }
-  yield_pending_ = false;
-  pending_ = py::object();
-  PyObject* out = nullptr;
+  self->yield_pending = false;
+  Py_CLEAR(self->pending);
+  PyObject* result = nullptr;
   PySendResult sent;
-  ++dispatch_->calls_in_progress_;
+  self->dispatch->count_call(1);
   if (error == nullptr) {
-    sent = PyIter_Send(coroutine_.ptr(), value, &out);
+    sent = PyIter_Send(self->coroutine, value, &result);
   } else {
     static PyObject* throw_name = PyUnicode_InternFromString("throw");
-    out = PyObject_CallMethodOneArg(coroutine_.ptr(), throw_name, error);
-    if (out != nullptr) {
+    result = PyObject_CallMethodOneArg(self->coroutine, throw_name, error);
+    if (result != nullptr) {
       sent = PYGEN_NEXT;
     } else if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
       PyObject* stop = take_error();
-      out = PyObject_GetAttrString(stop, "value");
+      result = PyObject_GetAttrString(stop, "value");
       Py_DECREF(stop);
-      sent = out != nullptr ? PYGEN_RETURN : PYGEN_ERROR;
+      sent = result != nullptr ? PYGEN_RETURN : PYGEN_ERROR;
     } else {
       sent = PYGEN_ERROR;
     }
   }
-  --dispatch_->calls_in_progress_;
-  if (sent == PYGEN_NEXT) return out;
-
-  finished_ = true;
-  auto result = py::reinterpret_steal<py::object>(sent == PYGEN_RETURN ? out : nullptr);
+  self->dispatch->count_call(-1);
+  if (sent == PYGEN_NEXT) {
+    *out = result;
+    return PYGEN_NEXT;
+  }
+  self->finished = true;
+  auto returned = py::reinterpret_steal<py::object>(sent == PYGEN_RETURN ? result : nullptr);
   auto raised = py::reinterpret_steal<py::object>(sent == PYGEN_ERROR ? take_error() : nullptr);
-  dispatch_->conclude_continued(*this, result ? result : py::none(), raised);
-  // The servant's frame is gone: so is what it kept.
-  coroutine_ = py::object();
+  // The servant's frame is done with: so is what it kept.
+  Py_CLEAR(self->coroutine);
+  self->dispatch->conclude_continued(self->handle, self->request, self->current, self->suspended,
+                                     returned ? std::move(returned) : py::none(), raised);
   if (raised && raised_on(raised.ptr())) {
     restore_error(raised.release().ptr());
-  } else {
+    return PYGEN_ERROR;
+  }
+  *out = Py_NewRef(Py_None);
+  return PYGEN_RETURN;
+}
+
+PySendResult am_send(PyObject* self, PyObject* arg, PyObject** result) {
+  return advance(as_continuation(self), arg, nullptr, result);
+}
+
+PyObject* iternext(PyObject* self) {
+  PyObject* out = nullptr;
+  PySendResult sent = advance(as_continuation(self), Py_None, nullptr, &out);
+  if (sent == PYGEN_NEXT) return out;
+  if (sent == PYGEN_RETURN) {
     PyErr_SetNone(PyExc_StopIteration);
+    Py_DECREF(out);
   }
   return nullptr;
 }
 
-py::object Continuation::send(const py::object& value) {
-  PyObject* out = advance(value.ptr(), nullptr);
-  if (out == nullptr) throw py::error_already_set();
-  return py::reinterpret_steal<py::object>(out);
+PyObject* ended(PySendResult sent, PyObject* out) {
+  if (sent == PYGEN_NEXT) return out;
+  if (sent == PYGEN_RETURN) {
+    PyErr_SetObject(PyExc_StopIteration, out);
+    Py_DECREF(out);
+  }
+  return nullptr;
 }
 
-py::object Continuation::throw_(const py::object& error) {
-  PyObject* out = advance(nullptr, error.ptr());
-  if (out == nullptr) throw py::error_already_set();
-  return py::reinterpret_steal<py::object>(out);
+PyObject* send(PyObject* self, PyObject* value) {
+  PyObject* out = nullptr;
+  PySendResult sent = advance(as_continuation(self), value, nullptr, &out);
+  return ended(sent, out);
 }
 
-void Continuation::close() {
-  if (finished_) return;
-  finished_ = true;
-  pending_ = py::object();
-  if (coroutine_) {
+PyObject* throw_(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs < 1 || nargs > 3) {
+    PyErr_SetString(PyExc_TypeError, "throw expects an exception");
+    return nullptr;
+  }
+  PyObject* error = args[0];
+  py::object made;
+  if (PyExceptionClass_Check(error)) {
+    made = py::reinterpret_steal<py::object>(
+        PyObject_CallNoArgs(error));  // throw(Type) as a coroutine takes it
+    if (!made) return nullptr;
+    error = made.ptr();
+  }
+  if (!PyExceptionInstance_Check(error)) {
+    PyErr_SetString(PyExc_TypeError, "throw expects an exception");
+    return nullptr;
+  }
+  PyObject* out = nullptr;
+  PySendResult sent = advance(as_continuation(self), nullptr, error, &out);
+  return ended(sent, out);
+}
+
+PyObject* close(PyObject* raw, PyObject*) {
+  auto* self = as_continuation(raw);
+  self->finished = true;
+  Py_CLEAR(self->pending);
+  if (self->coroutine != nullptr) {
     // Unanswered: destroy's close_timeout abandons the dispatch.
-    py::object coroutine = std::move(coroutine_);
-    coroutine.attr("close")();
+    PyObject* coroutine = self->coroutine;
+    self->coroutine = nullptr;
+    PyObject* closed = PyObject_CallMethod(coroutine, "close", nullptr);
+    Py_DECREF(coroutine);
+    if (closed == nullptr) return nullptr;
+    Py_DECREF(closed);
   }
+  Py_RETURN_NONE;
 }
 
-void Continuation::first_step() {
-  PyObject* out = advance(Py_None, nullptr);
-  if (out != nullptr) {
-    pending_ = py::reinterpret_steal<py::object>(out);
-    // A bare yield asks for one loop turn: the task's first step is it.
-    yield_pending_ = !pending_.is_none();
-    return;
-  }
-  if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
-    PyErr_Clear();  // ended, answered
-    return;
-  }
-  throw py::error_already_set();  // a KeyboardInterrupt or SystemExit, answered
+// The stand-in's task API: passed on to the task once there is one.
+
+PyObject* call_task(Continuation* self, const char* name, PyObject* const* args, Py_ssize_t nargs) {
+  PyObject* method = PyObject_GetAttrString(self->task, name);
+  if (method == nullptr) return nullptr;
+  PyObject* result = PyObject_Vectorcall(method, args, static_cast<std::size_t>(nargs), nullptr);
+  Py_DECREF(method);
+  return result;
 }
 
-void Continuation::abandon() {
-  finished_ = true;
-  pending_ = py::object();
-  if (coroutine_) {
-    py::object coroutine = std::move(coroutine_);
-    PyObject* closed = PyObject_CallMethod(coroutine.ptr(), "close", nullptr);
-    if (closed == nullptr) PyErr_WriteUnraisable(coroutine.ptr());
-    Py_XDECREF(closed);
+PyObject* cancel(PyObject* raw, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  auto* self = as_continuation(raw);
+  if (self->task != nullptr) {
+    PyObject* method = PyObject_GetAttrString(self->task, "cancel");
+    if (method == nullptr) return nullptr;
+    PyObject* result = PyObject_Vectorcall(method, args, static_cast<std::size_t>(nargs), kwnames);
+    Py_DECREF(method);
+    return result;
   }
+  if (self->finished) Py_RETURN_FALSE;
+  // Delivered, as a task would, where the servant next suspends.
+  ++self->cancels;
+  Py_RETURN_TRUE;
 }
 
-int Continuation::traverse(visitproc visit, void* arg) {
-  Py_VISIT(owner_.ptr());
-  Py_VISIT(handle_.ptr());
-  Py_VISIT(current_.ptr());
-  Py_VISIT(coroutine_.ptr());
-  Py_VISIT(pending_.ptr());
+PyObject* cancelling(PyObject* raw, PyObject*) {
+  auto* self = as_continuation(raw);
+  if (self->task != nullptr) return call_task(self, "cancelling", nullptr, 0);
+  return PyLong_FromSsize_t(self->cancels);
+}
+
+PyObject* uncancel(PyObject* raw, PyObject*) {
+  auto* self = as_continuation(raw);
+  if (self->task != nullptr) return call_task(self, "uncancel", nullptr, 0);
+  if (self->cancels > 0) --self->cancels;
+  return PyLong_FromSsize_t(self->cancels);
+}
+
+PyObject* done(PyObject* raw, PyObject*) {
+  auto* self = as_continuation(raw);
+  if (self->task != nullptr) return call_task(self, "done", nullptr, 0);
+  return PyBool_FromLong(self->finished);
+}
+
+PyObject* cancelled(PyObject* raw, PyObject*) {
+  auto* self = as_continuation(raw);
+  if (self->task != nullptr) return call_task(self, "cancelled", nullptr, 0);
+  Py_RETURN_FALSE;
+}
+
+PyObject* get_loop(PyObject* raw, PyObject*) { return Py_NewRef(as_continuation(raw)->loop); }
+
+PyObject* get_name(PyObject* raw, PyObject*) {
+  auto* self = as_continuation(raw);
+  if (self->task != nullptr) return call_task(self, "get_name", nullptr, 0);
+  return PyUnicode_FromFormat("aiocomm-dispatch-%d", static_cast<int>(self->request.request_id));
+}
+
+PyObject* get_coro(PyObject* raw, PyObject*) {
+  auto* self = as_continuation(raw);
+  return Py_NewRef(self->coroutine != nullptr ? self->coroutine : Py_None);
+}
+
+PyObject* await(PyObject* self) { return Py_NewRef(self); }
+
+int traverse(PyObject* raw, visitproc visit, void* arg) {
+  auto* self = as_continuation(raw);
+  Py_VISIT(Py_TYPE(raw));
+  Py_VISIT(self->owner);
+  Py_VISIT(self->handle);
+  Py_VISIT(self->current);
+  Py_VISIT(self->coroutine);
+  Py_VISIT(self->pending);
+  Py_VISIT(self->task);
+  Py_VISIT(self->loop);
   return 0;
 }
 
-void Continuation::clear() {
-  pending_ = py::object();
-  coroutine_ = py::object();
-  current_ = py::object();
-  handle_ = py::object();
-  owner_ = py::object();
-  finished_ = true;
+int clear(PyObject* raw) {
+  auto* self = as_continuation(raw);
+  self->finished = true;
+  Py_CLEAR(self->pending);
+  Py_CLEAR(self->coroutine);
+  Py_CLEAR(self->task);
+  Py_CLEAR(self->current);
+  Py_CLEAR(self->handle);
+  Py_CLEAR(self->loop);
+  Py_CLEAR(self->owner);
+  return 0;
+}
+
+void dealloc(PyObject* raw) {
+  PyObject_GC_UnTrack(raw);
+  clear(raw);
+  PyTypeObject* type = Py_TYPE(raw);
+  type->tp_free(raw);
+  Py_DECREF(type);
+}
+
+PyMethodDef methods[] = {
+    {"send", send, METH_O, "Resume the servant's coroutine (the task's step)."},
+    {"throw", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(throw_)), METH_FASTCALL,
+     "Raise an exception where the servant's coroutine waits."},
+    {"close", close, METH_NOARGS, nullptr},
+    {"cancel", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(cancel)),
+     METH_FASTCALL | METH_KEYWORDS, "As Task.cancel."},
+    {"cancelling", cancelling, METH_NOARGS, "As Task.cancelling."},
+    {"uncancel", uncancel, METH_NOARGS, "As Task.uncancel."},
+    {"done", done, METH_NOARGS, "As Task.done."},
+    {"cancelled", cancelled, METH_NOARGS, "As Task.cancelled."},
+    {"get_loop", get_loop, METH_NOARGS, nullptr},
+    {"get_name", get_name, METH_NOARGS, nullptr},
+    {"get_coro", get_coro, METH_NOARGS, nullptr},
+    {nullptr, nullptr, 0, nullptr}};
+
+PyType_Slot slots[] = {
+    {Py_am_send, reinterpret_cast<void*>(am_send)},
+    {Py_am_await, reinterpret_cast<void*>(await)},
+    {Py_tp_iter, reinterpret_cast<void*>(await)},
+    {Py_tp_iternext, reinterpret_cast<void*>(iternext)},
+    {Py_tp_methods, methods},
+    {Py_tp_traverse, reinterpret_cast<void*>(traverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(clear)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(dealloc)},
+    {Py_tp_doc, const_cast<char*>("An async def servant's dispatch after its first step "
+                                  "(see cpp/binding/continuation.h).")},
+    {0, nullptr}};
+
+PyType_Spec spec = {"aiocomm._core.Continuation", sizeof(Continuation), 0,
+                    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, slots};
+
+}  // namespace
+
+PyObject* new_continuation(NativeDispatch& dispatch, PyObject* handle, const Request& request,
+                           PyObject* current, PyObject* coroutine) {
+  auto* self = PyObject_GC_New(Continuation, continuation_type);
+  if (self == nullptr) return nullptr;
+  self->dispatch = &dispatch;
+  self->owner = Py_XNewRef(dispatch.owner());
+  self->handle = Py_NewRef(handle);
+  self->current = Py_NewRef(current);
+  self->coroutine = Py_NewRef(coroutine);
+  self->pending = nullptr;
+  self->task = nullptr;
+  self->loop = Py_NewRef(dispatch.loop());
+  self->request = request;
+  self->cancels = 0;
+  self->yield_pending = false;
+  self->suspended = false;
+  self->finished = false;
+  PyObject_GC_Track(self);
+  return reinterpret_cast<PyObject*>(self);
+}
+
+PySendResult first_step(PyObject* continuation, PyObject** yielded) {
+  return advance(as_continuation(continuation), Py_None, nullptr, yielded);
+}
+
+bool continue_as(PyObject* continuation, PyObject* task, PyObject* yielded) {
+  auto* self = as_continuation(continuation);
+  self->suspended = true;
+  self->task = Py_NewRef(task);
+  // A bare yield asks for one loop turn: the task's first step is it.
+  self->yield_pending = yielded != Py_None;
+  self->pending = self->yield_pending ? Py_NewRef(yielded) : nullptr;
+  for (; self->cancels > 0; --self->cancels) {
+    PyObject* done = PyObject_CallMethod(task, "cancel", nullptr);
+    if (done == nullptr) return false;
+    Py_DECREF(done);
+  }
+  return true;
+}
+
+void abandon_continuation(PyObject* continuation) {
+  PyObject* closed = close(continuation, nullptr);
+  if (closed == nullptr) PyErr_WriteUnraisable(continuation);
+  Py_XDECREF(closed);
 }
 
 void bind_continuation(py::module_& m) {
-  // Collectable: a suspended servant's frame may hold its own task.
-  py::class_<Continuation>(m, "Continuation", py::custom_type_setup([](PyHeapTypeObject* heap_type) {
-                             auto* type = &heap_type->ht_type;
-                             type->tp_flags |= Py_TPFLAGS_HAVE_GC;
-                             type->tp_traverse = [](PyObject* self, visitproc visit, void* arg) {
-                               Py_VISIT(Py_TYPE(self));
-                               return py::cast<Continuation&>(py::handle(self)).traverse(visit, arg);
-                             };
-                             type->tp_clear = [](PyObject* self) {
-                               py::cast<Continuation&>(py::handle(self)).clear();
-                               return 0;
-                             };
-                           }))
-      .def("send", &Continuation::send)
-      .def("throw", &Continuation::throw_)
-      .def("close", &Continuation::close)
-      .def("__next__", [](Continuation& self) { return self.send(py::none()); })
-      .def("__iter__", [](py::object self) { return self; })
-      .def("__await__", [](py::object self) { return self; });
+  continuation_type = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&spec));
+  if (continuation_type == nullptr) throw py::error_already_set();
+  m.attr("Continuation") = py::reinterpret_borrow<py::object>(reinterpret_cast<PyObject*>(continuation_type));
 }
 
 }  // namespace aiocomm::binding

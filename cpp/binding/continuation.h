@@ -1,68 +1,39 @@
-// The coroutine of an `async def` servant's task: it drives the servant's
-// coroutine step by step for asyncio's Task (send, throw, close, as a
-// coroutine would) and, when it ends, answers the request through the
-// native dispatch. It stands where a Python wrapper coroutine would, minus
-// the frames: the task's steps go straight to the servant's coroutine, and
-// a reply that is bytes leaves without Python code of ours.
+// The rest of an `async def` servant's dispatch after its first step, and
+// the stand-in for its task during that step.
 //
-// It ends normally after answering, whatever the servant raised, so that
-// the task holds no exception nobody retrieves; CancelledError,
-// KeyboardInterrupt and SystemExit are raised on, once answered, as the
-// task must see them.
+// The drain takes a coroutine servant's first step itself, with no Task:
+// most end there (no I/O of their own) and are answered like a plain
+// method, with no loop turn. During that step the Continuation is
+// asyncio's current task, answering what structured concurrency asks of
+// one (cancel, cancelling, uncancel, done), so that asyncio.timeout and
+// TaskGroup work from the first line. A servant that suspends gets a real
+// Task, whose coroutine is the Continuation: it drives the servant's
+// coroutine from the point it reached (first waiting for the future it
+// suspended on), forwards what was asked of the stand-in, and answers the
+// request natively when the servant ends. It is a C type with am_send, so
+// the task's steps cost no Python frame of ours.
 #pragma once
 
-#include <pybind11/pybind11.h>
+#include <Python.h>
 
 #include "binding/native_dispatch.h"
 
 namespace aiocomm::binding {
 
-class Continuation {
- public:
-  Continuation(NativeDispatch& dispatch, py::object handle, Request request, py::object current,
-               py::object coroutine);
-
-  // The coroutine protocol, for the task. `send` returns what the servant
-  // yields (a future, or None for a bare yield) and raises StopIteration
-  // once it has ended.
-  py::object send(const py::object& value);
-  py::object throw_(const py::object& error);
-  void close();
-
-  // Without eager tasks: the servant's first step, taken by the dispatch
-  // before the task's own. If it suspends on a future, the task's first
-  // step yields that future again, so that the task waits for it.
-  void first_step();
-  // The task could not be started: its coroutine is closed, unanswered.
-  void abandon();
-  void mark_suspended() noexcept { suspended_ = true; }
-
-  bool finished() const noexcept { return finished_; }
-  bool suspended() const noexcept { return suspended_; }
-  const py::object& handle() const noexcept { return handle_; }
-  const py::object& current() const noexcept { return current_; }
-  const Request& request() const noexcept { return request_; }
-
-  int traverse(visitproc visit, void* arg);
-  void clear();
-
- private:
-  // One step: `value` sent, or `error` thrown in. A new reference to what
-  // the servant yielded, or null with StopIteration (ended, answered) or
-  // the exception to raise on set.
-  PyObject* advance(PyObject* value, PyObject* error);
-
-  NativeDispatch* dispatch_;  // lives in owner_
-  py::object owner_;   // the inbox
-  py::object handle_;  // the communicator's handle (kept alive until answered)
-  Request request_;
-  py::object current_;
-  py::object coroutine_;
-  py::object pending_;  // what the first step yielded (without eager tasks)
-  bool yield_pending_ = false;
-  bool suspended_ = false;
-  bool finished_ = false;
-};
+// A new Continuation (a new reference), or null with an error set.
+PyObject* new_continuation(NativeDispatch& dispatch, PyObject* handle, const Request& request,
+                           PyObject* current, PyObject* coroutine);
+// The servant's first step, `continuation` standing as the current task
+// (the dispatch has entered the dispatch's context). PYGEN_RETURN: ended
+// and answered. PYGEN_NEXT: suspended, `*yielded` is what it yielded (a
+// new reference). PYGEN_ERROR: an exception to raise on, answered.
+PySendResult first_step(PyObject* continuation, PyObject** yielded);
+// After a first step that suspended: `task` runs the rest, and anything
+// asked of the stand-in is passed on to it.
+bool continue_as(PyObject* continuation, PyObject* task, PyObject* yielded);
+// Closes a continuation whose task could not be made (its servant's
+// coroutine closed, unanswered: the caller answers).
+void abandon_continuation(PyObject* continuation);
 
 void bind_continuation(py::module_& m);
 

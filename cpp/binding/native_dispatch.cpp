@@ -131,6 +131,7 @@ void NativeDispatch::configure(PyObject* owner, py::object current_type, py::obj
   continued_ = std::move(continued);
   unauthorized_ = std::move(unauthorized);
   tasks_ = std::move(tasks);
+  tasks_.kwnames = py::make_tuple("loop", "context");
   empty_ = py::str("");
   encoding_1_1_ = py::make_tuple(1, 1);
   configured_ = true;
@@ -213,6 +214,7 @@ int NativeDispatch::traverse(visitproc visit, void* arg) {
   Py_VISIT(unauthorized_.ptr());
   Py_VISIT(tasks_.loop.ptr());
   Py_VISIT(tasks_.task_type.ptr());
+  Py_VISIT(tasks_.current_task.ptr());
   Py_VISIT(tasks_.enter_task.ptr());
   Py_VISIT(tasks_.leave_task.ptr());
   for (auto& [id, adapter] : adapters_) {
@@ -654,87 +656,86 @@ void NativeDispatch::conclude(Handle& handle, const Request& e, PyObject* curren
                          error ? error.ptr() : Py_None});
 }
 
-// An `async def` servant's coroutine runs as a task's from its first step,
-// taken here: the servant sees itself as asyncio.current_task() (which
-// asyncio.timeout and TaskGroup need) in its own copy of the context. The
-// task's coroutine is a Continuation of ours, which answers natively when
-// the servant's ends: most end in the first step, answered as a plain
-// method is, with no loop turn. One that suspends continues as that task,
-// and the runtime counts it in flight until it ends.
+// An `async def` servant's first step runs here, in a copy of the context,
+// with a Continuation standing as its task (see continuation.h): most end
+// in it, with no task and no loop turn, and are answered like a plain
+// method. One that suspends continues as a task from where it stopped, in
+// that same context, and the runtime counts it in flight until it ends.
 void NativeDispatch::step_coroutine(Handle& handle, const Request& e, PyObject* current,
                                     PyObject* handle_object, py::object coroutine) {
-  py::object continuation;
-  PyObject* raised = error_of([&] {
-    continuation = py::cast(Continuation(*this, py::reinterpret_borrow<py::object>(handle_object), e,
-                                         py::reinterpret_borrow<py::object>(current), coroutine));
+  auto context = py::reinterpret_steal<py::object>(PyContext_CopyCurrent());
+  auto continuation = py::reinterpret_steal<py::object>(
+      context ? new_continuation(*this, handle_object, e, current, coroutine.ptr()) : nullptr);
+  if (!continuation || PyContext_Enter(context.ptr()) < 0) {
+    auto error = py::reinterpret_steal<py::object>(take_raised());
+    PyObject* closed = PyObject_CallMethod(coroutine.ptr(), "close", nullptr);
+    if (closed == nullptr) PyErr_Clear();
+    Py_XDECREF(closed);
+    conclude(handle, e, current, py::none(), std::move(error));
+    return;
+  }
+  // The stand-in is the current task; one already running (a servant's
+  // activate() dispatching held requests) steps aside, as for an eager task.
+  py::object outer;
+  PyObject* swapped = error_of([&] {
+    outer = tasks_.current_task(tasks_.loop);
+    if (!outer.is_none()) tasks_.leave_task(tasks_.loop, outer);
+    tasks_.enter_task(tasks_.loop, continuation);
   });
-  if (raised != nullptr) {
-    coroutine.attr("close")();
-    conclude(handle, e, current, py::none(), py::reinterpret_steal<py::object>(raised));
-    return;
-  }
-  auto& state = continuation.cast<Continuation&>();
-  py::object task;
-  PyObject* error = nullptr;
-  if (tasks_.eager) {
-    // The task's construction runs the first step.
-    error = error_of([&] { task = tasks_.task_type(continuation, py::arg("loop") = tasks_.loop,
-                                                   py::arg("eager_start") = true); });
+  PyObject* yielded = nullptr;
+  PySendResult sent = PYGEN_ERROR;
+  if (swapped == nullptr) {
+    sent = first_step(continuation.ptr(), &yielded);
   } else {
-    // Python 3.11 has no eager tasks: the first step runs here as the
-    // task's, and the task's own first step resumes from where it stopped.
-    auto context = py::reinterpret_steal<py::object>(PyContext_CopyCurrent());
-    error = error_of([&] {
-      if (!context) throw py::error_already_set();
-      task = tasks_.task_type(continuation, py::arg("loop") = tasks_.loop,
-                              py::arg("context") = context);
-      tasks_.enter_task(tasks_.loop, task);
-    });
-    if (error == nullptr) {
-      if (PyContext_Enter(context.ptr()) == 0) {
-        error = error_of([&] { state.first_step(); });
-        if (PyContext_Exit(context.ptr()) < 0) PyErr_WriteUnraisable(context.ptr());
-      } else {
-        error = take_raised();
-      }
-      PyObject* left = error_of([&] { tasks_.leave_task(tasks_.loop, task); });
-      if (left != nullptr) {
-        reraise(left);
-        PyErr_WriteUnraisable(task.ptr());
-      }
-    }
+    reraise(swapped);
   }
-  if (error != nullptr) {
-    auto failed = py::reinterpret_steal<py::object>(error);
-    // A KeyboardInterrupt the servant raised, re-raised by the task once
-    // the continuation answered it; anything else is our failure to start.
-    if (is_interrupt(failed.ptr())) {
-      keep_interrupt(failed.ptr());
-    } else if (!state.finished()) {
-      state.abandon();
-      conclude(handle, e, current, py::none(), std::move(failed));
-    }  // else answered already: a CancelledError the servant raised, which its task took
+  auto raised = py::reinterpret_steal<py::object>(sent == PYGEN_ERROR ? take_raised() : nullptr);
+  PyObject* restored = error_of([&] {
+    tasks_.leave_task(tasks_.loop, continuation);
+    if (outer && !outer.is_none()) tasks_.enter_task(tasks_.loop, outer);
+  });
+  if (PyContext_Exit(context.ptr()) < 0) PyErr_WriteUnraisable(context.ptr());
+  if (restored != nullptr) {
+    reraise(restored);
+    PyErr_WriteUnraisable(current);
+  }
+  auto value = py::reinterpret_steal<py::object>(yielded);
+  if (sent == PYGEN_RETURN) return;  // ended, answered
+  if (sent == PYGEN_ERROR) {
+    if (swapped != nullptr) {  // never stepped: our failure, answered here
+      abandon_continuation(continuation.ptr());
+      conclude(handle, e, current, py::none(), std::move(raised));
+    } else if (raised && is_interrupt(raised.ptr())) {
+      keep_interrupt(raised.ptr());  // answered; raised once the batch is
+    }  // else a CancelledError the servant raised itself, answered
     return;
   }
-  if (!state.finished()) {
-    state.mark_suspended();
-    call_runtime(suspended_, {current});
+  // Suspended: a task takes over, in the same context.
+  PyObject* args[] = {continuation.ptr(), tasks_.loop.ptr(), context.ptr()};
+  auto task = py::reinterpret_steal<py::object>(
+      PyObject_Vectorcall(tasks_.task_type.ptr(), args, 1, tasks_.kwnames.ptr()));
+  if (!task || !continue_as(continuation.ptr(), task.ptr(), value.ptr())) {
+    auto error = py::reinterpret_steal<py::object>(take_raised());
+    abandon_continuation(continuation.ptr());
+    conclude(handle, e, current, py::none(), std::move(error));
+    return;
   }
+  call_runtime(suspended_, {current});
 }
 
-void NativeDispatch::conclude_continued(const Continuation& continuation, py::object result,
+void NativeDispatch::conclude_continued(PyObject* handle_object, const Request& request,
+                                        PyObject* current, bool suspended, py::object result,
                                         py::object error) {
-  if (!configured_) return;  // torn down with its communicator
-  PyObject* current = continuation.current().ptr();
-  auto& handle = continuation.handle().cast<Handle&>();
-  if (!continuation.suspended()) {
-    conclude(handle, continuation.request(), current, std::move(result), std::move(error));
+  if (!configured_ || handle_object == nullptr || handle_object == Py_None) return;
+  auto& handle = py::cast<Handle&>(py::handle(handle_object));
+  if (!suspended) {
+    conclude(handle, request, current, std::move(result), std::move(error));
     return;
   }
   // Answered here when it can be, then the runtime ends it (its in-flight
   // count, and when the reply leaves).
   if (!error && (result.ptr() == Py_None || PyBytes_CheckExact(result.ptr()))) {
-    conclude(handle, continuation.request(), current, std::move(result), py::object());
+    conclude(handle, request, current, std::move(result), py::object());
     result = py::none();
   }
   call_runtime(continued_, {current, result ? result.ptr() : Py_None, error ? error.ptr() : Py_None});

@@ -34,7 +34,6 @@ namespace aiocomm::binding {
 namespace py = pybind11;
 
 class Handle;
-class Continuation;
 
 // What a reply is addressed by.
 struct Request {
@@ -47,13 +46,14 @@ struct Request {
       : connection_id(e.connection_id), request_id(e.request_id), encoding(e.encoding) {}
 };
 
-// asyncio's pieces a coroutine servant's task is made of.
+// asyncio's pieces a coroutine servant's task is made of (continuation.h).
 struct Tasks {
   py::object loop;
-  py::object task_type;   // asyncio.Task
-  py::object enter_task;  // asyncio.tasks._enter_task (without eager tasks)
+  py::object task_type;     // asyncio.Task
+  py::object current_task;  // asyncio.current_task, and the C functions
+  py::object enter_task;    // asyncio.tasks._enter_task and _leave_task use
   py::object leave_task;
-  bool eager = false;     // Python 3.12+: Task(eager_start=True)
+  py::object kwnames;       // ("loop", "context"), for task_type
 };
 
 class NativeDispatch {
@@ -98,12 +98,16 @@ class NativeDispatch {
   void keep_interrupt(PyObject* error);  // borrows `error`; keeps the first only
   // Servant calls under way here (a servant that reads stats counts itself).
   int calls_in_progress() const noexcept { return calls_in_progress_; }
-  // A continuation's servant coroutine ended (with `error`, or returning `result`).
-  void conclude_continued(const Continuation& continuation, py::object result, py::object error);
+  // A continuation's servant coroutine ended (with `error`, or returning
+  // `result`), in its first step or after it `suspended`.
+  void conclude_continued(PyObject* handle_object, const Request& request, PyObject* current,
+                          bool suspended, py::object result, py::object error);
+  // For continuations: their steps count as servant calls; their loop.
+  void count_call(int delta) noexcept { calls_in_progress_ += delta; }
+  PyObject* loop() const noexcept { return tasks_.loop.ptr(); }
   std::uint64_t dispatched() const noexcept { return dispatched_; }
 
  private:
-  friend class Continuation;  // counts its steps in calls_in_progress_
   enum class State : std::uint8_t { holding, active, deactivated };
   struct Adapter {
     py::object adapter;

@@ -218,9 +218,9 @@ void bind_inbox(py::module_& m) {
            [](py::object self, py::object current_type, py::object current_var, py::tuple modes,
               py::object finish, py::object suspended, py::object continued,
               py::object unauthorized, py::object loop, py::object task_type,
-              py::object enter_task, py::object leave_task, bool eager) {
-             Tasks tasks{std::move(loop), std::move(task_type), std::move(enter_task),
-                         std::move(leave_task), eager};
+              py::object current_task, py::object enter_task, py::object leave_task) {
+             Tasks tasks{std::move(loop), std::move(task_type), std::move(current_task),
+                         std::move(enter_task), std::move(leave_task), py::object()};
              self.cast<PyInbox&>().dispatch.configure(
                  self.ptr(), std::move(current_type), std::move(current_var), std::move(modes),
                  std::move(finish), std::move(suspended), std::move(continued),
@@ -228,7 +228,8 @@ void bind_inbox(py::module_& m) {
            },
            py::arg("current_type"), py::arg("current_var"), py::arg("modes"), py::arg("finish"),
            py::arg("suspended"), py::arg("continued"), py::arg("unauthorized"), py::arg("loop"),
-           py::arg("task_type"), py::arg("enter_task"), py::arg("leave_task"), py::arg("eager"))
+           py::arg("task_type"), py::arg("current_task"), py::arg("enter_task"),
+           py::arg("leave_task"))
       .def("add_adapter",
            [](PyInbox& self, std::uint32_t adapter_id, py::object adapter, py::dict servants,
               py::dict defaults, py::object authorize) {
