@@ -172,6 +172,7 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
     std::shared_ptr<const protocol::Bytes> data;
     std::size_t offset = 0;
     std::int32_t sent_id = 0;
+    bool pressure = false;  // counts for back-pressure (see enqueue_locked)
   };
 
   void start_client();
@@ -256,11 +257,14 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   std::size_t slice_count_ = 0;
   std::size_t slice_size_ = 0;  // bytes queued in the current slice
   // Back-pressure: reading stops above the high marks, resumes below the low.
+  // The bytes are those of queued messages that reading made us write
+  // (replies, heartbeats, a close): never our own requests (see
+  // enqueue_locked).
   static constexpr std::size_t queue_high_water = 4 << 20;
   static constexpr std::size_t queue_low_water = 1 << 20;
   static constexpr int dispatch_high_water = 16384;
   static constexpr int dispatch_low_water = 8192;
-  std::size_t queued_bytes_ = 0;
+  std::size_t pressure_bytes_ = 0;
   std::atomic<bool> reading_ = true;
   bool read_watched_ = true;
   bool validated_ = false;  // send_deferred() queued data that awaits flush()
