@@ -16,13 +16,15 @@ Graveyard::~Graveyard() {
 void Graveyard::bury(PyObject* object) {
   std::lock_guard lock(mutex_);
   buried_.push_back(object);  // may throw bad_alloc: the object then leaks
+  any_.store(true, std::memory_order_release);
 }
 
 void Graveyard::release_all() noexcept {
+  if (!any_.load(std::memory_order_acquire)) return;
   std::vector<PyObject*> dead;
   {
     std::lock_guard lock(mutex_);
-    if (buried_.empty()) return;
+    any_.store(false, std::memory_order_relaxed);
     dead.swap(buried_);
   }
   for (PyObject* object : dead) Py_DECREF(object);

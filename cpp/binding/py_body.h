@@ -14,6 +14,7 @@
 
 #include <Python.h>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -38,6 +39,9 @@ class Graveyard {
  private:
   std::mutex mutex_;
   std::vector<PyObject*> buried_;
+  // Whether buried_ may hold anything: the loop checks it per body, so
+  // without taking the lock in the common case of nothing buried.
+  std::atomic<bool> any_{false};
 };
 
 // A `bytes` object of the body's size, written in place by the reader.
