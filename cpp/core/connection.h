@@ -216,9 +216,10 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   // Large replies the loop reads (connection_read.cpp): straight into the
   // body's owner, not through read_buffer_. start_direct_body takes the
   // unparsed bytes, the front of the reply, when it can; read_direct_body
-  // reads the rest and returns the read's result as transport_read does.
+  // reads the rest into `rest` and what follows into `after` (one call),
+  // and returns the read's result as transport_read does.
   bool start_direct_body(const protocol::Header& header, protocol::ByteView available);
-  long read_direct_body();
+  long read_direct_body(std::span<std::uint8_t> rest, std::span<std::uint8_t> after);
   void finish_direct_body();
   void handle_message(protocol::MessageType type, protocol::ByteView body);
   void handle_reply(protocol::ByteView body);

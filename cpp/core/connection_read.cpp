@@ -1,6 +1,9 @@
 // The read path: socket bytes to parsed messages to inbox events. Runs on
 // a reactor thread, or on the loop while it reads its own connections
 // (loop_reads.cpp); read_mutex_ keeps the two apart.
+#include <sys/uio.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -70,15 +73,22 @@ void Connection::read_rounds() {
   for (int round = 0; round < 16; ++round) {
     if (paused()) break;  // back-pressure: the peer is not reading our replies
     if (direct_) {
-      std::size_t wanted = direct_->size - direct_->filled;
-      long n = read_direct_body();
+      // The body's rest and, in the same call, what follows it.
+      auto rest = direct_->owner->bytes().subspan(direct_->filled);
+      auto after = tls_ ? std::span<std::uint8_t>() : read_buffer_.free_space(read_chunk);
+      long n = read_direct_body(rest, after);
       if (n <= 0) {
         if (read_failed(n)) break;
         return;
       }
       last_read_ = now_nanos();
+      auto got = static_cast<std::size_t>(n);
+      auto into_body = std::min(got, rest.size());
+      direct_->filled += into_body;
+      if (got > into_body) read_buffer_.commit(got - into_body);
       if (direct_->filled == direct_->size) finish_direct_body();
-      if (static_cast<std::size_t>(n) < wanted) break;  // the socket is empty
+      if (got > into_body && !parse_messages()) return;
+      if (got < rest.size() + after.size()) break;  // the socket is empty
       continue;
     }
     // Room for a whole chunk each time: with 4 KiB messages streaming in,
@@ -264,14 +274,17 @@ bool Connection::start_direct_body(const protocol::Header& header, protocol::Byt
   return true;
 }
 
-long Connection::read_direct_body() {
+long Connection::read_direct_body(std::span<std::uint8_t> rest, std::span<std::uint8_t> after) {
   auto& stats = host_.connection_stats();
   stats.read_calls.fetch_add(1, std::memory_order_relaxed);
   stats.direct_body_reads.fetch_add(1, std::memory_order_relaxed);
   if (reading_on_loop_) stats.loop_read_calls.fetch_add(1, std::memory_order_relaxed);
-  long n = transport_read(direct_->owner->bytes().subspan(direct_->filled));
-  if (n > 0) direct_->filled += static_cast<std::size_t>(n);
-  return n;
+  // Never TLS in practice: only the loop starts a body, and it reads no TLS.
+  if (tls_ || after.empty()) return transport_read(rest);
+  // One call for both, as many as one read into read_buffer_ took before:
+  // a body read alone cost a second read per reply for what follows it.
+  iovec parts[2] = {{rest.data(), rest.size()}, {after.data(), after.size()}};
+  return platform::read_vector(fd_.get(), parts, 2);
 }
 
 void Connection::finish_direct_body() {
