@@ -48,7 +48,7 @@ std::span<std::uint8_t> PyBodyOwner::bytes() noexcept {
           static_cast<std::size_t>(PyBytes_GET_SIZE(object_))};
 }
 
-std::unique_ptr<core::BodyOwner> PyBodyMaker::make(std::size_t size) noexcept {
+std::shared_ptr<core::BodyOwner> PyBodyMaker::make(std::size_t size) noexcept {
   if (!may_release_here() || size > static_cast<std::size_t>(PY_SSIZE_T_MAX)) return nullptr;
   graveyard_->release_all();
   PyObject* bytes = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(size));
@@ -57,7 +57,7 @@ std::unique_ptr<core::BodyOwner> PyBodyMaker::make(std::size_t size) noexcept {
     return nullptr;
   }
   try {
-    return std::make_unique<PyBodyOwner>(bytes, graveyard_);
+    return std::make_shared<PyBodyOwner>(bytes, graveyard_);
   } catch (...) {
     Py_DECREF(bytes);
     return nullptr;

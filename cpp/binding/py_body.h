@@ -67,7 +67,7 @@ class PyBodyOwner final : public core::BodyOwner {
 // keeps it); called otherwise it declines, and the pooled path is taken.
 class PyBodyMaker final : public core::BodyMaker {
  public:
-  std::unique_ptr<core::BodyOwner> make(std::size_t size) noexcept override;
+  std::shared_ptr<core::BodyOwner> make(std::size_t size) noexcept override;
   // GIL held (the drain): releases what owners buried.
   void release_buried() noexcept { graveyard_->release_all(); }
 

@@ -319,7 +319,7 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
     std::int32_t request_id = 0;
     std::uint8_t status = 0;
     protocol::EncodingVersion encoding;
-    std::unique_ptr<BodyOwner> owner;
+    std::shared_ptr<BodyOwner> owner;
   };
   std::optional<DirectBody> direct_;
 

@@ -51,7 +51,7 @@ class BodyOwner {
 class BodyMaker {
  public:
   // An owner for a body of `size` bytes, or null for the pooled path. Never throws.
-  virtual std::unique_ptr<BodyOwner> make(std::size_t size) noexcept = 0;
+  virtual std::shared_ptr<BodyOwner> make(std::size_t size) noexcept = 0;
 
  protected:
   ~BodyMaker() = default;
@@ -65,8 +65,10 @@ struct Event {
   std::uint32_t adapter_id = 0;
   std::string text;       // failure or log message; a reply's message
   protocol::Bytes body;   // a reply's payload, a request's params
-  // A reply's payload instead of `body` (then empty), when a BodyMaker made it.
-  std::unique_ptr<BodyOwner> owned_body;
+  // A reply's payload instead of `body` (then empty), when a BodyMaker made
+  // it. Shared so that an Event stays copyable (the C++ tests copy them);
+  // the library never copies one that holds a body.
+  std::shared_ptr<BodyOwner> owned_body;
   // A request's header, or a "does not exist" reply's target.
   protocol::Identity identity;
   std::string facet;
