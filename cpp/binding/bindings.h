@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "binding/native_dispatch.h"
+#include "binding/py_body.h"
 #include "core/inbox.h"
 
 namespace aiocomm::binding {
@@ -44,6 +45,10 @@ class FutureTable {
 // watches stays open until the loop lets go of it, whatever happens to the
 // communicator.
 struct PyInbox {
+  PyInbox() { inbox->set_body_maker(bodies); }
+
+  // Reply bodies the loop reads are made as the `bytes` Python receives.
+  std::shared_ptr<PyBodyMaker> bodies = std::make_shared<PyBodyMaker>();
   std::shared_ptr<core::Inbox> inbox = std::make_shared<core::Inbox>();
   std::shared_ptr<FutureTable> futures = std::make_shared<FutureTable>();
   NativeDispatch dispatch;

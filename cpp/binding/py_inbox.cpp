@@ -18,6 +18,17 @@ py::bytes to_bytes(const protocol::Bytes& b) {
   return py::bytes(reinterpret_cast<const char*>(b.data()), b.size());
 }
 
+// An event's body as the `bytes` Python receives: the object it was read
+// into when the body maker made one (no copy), else a copy of the pooled body.
+py::object body_object(Event& e) {
+  if (e.owned_body) {
+    // Every owner comes from the inbox's PyBodyMaker (bindings.h).
+    auto* owner = static_cast<PyBodyOwner*>(e.owned_body.get());
+    return py::reinterpret_steal<py::object>(owner->release());
+  }
+  return to_bytes(e.body);
+}
+
 // Text from a peer that only informs (messages, contexts): bytes that are
 // not UTF-8 become U+FFFD rather than an error that would end the drain.
 py::str lenient_str(const std::string& text) {
@@ -95,8 +106,8 @@ py::object to_event(Event& e, FutureTable& futures) {
       } else if (e.code > 4) {
         detail = lenient_str(e.text);
       }
-      return make_event(types.reply, {py::int_(e.request_id), py::int_(e.code),
-                                      to_bytes(e.body), detail, futures.take(e.request_id)});
+      return make_event(types.reply, {py::int_(e.request_id), py::int_(e.code), body_object(e),
+                                      detail, futures.take(e.request_id)});
     }
     case EventKind::failed:
       return make_event(types.failed, {py::int_(e.request_id), py::int_(e.code),
@@ -137,6 +148,7 @@ void complete(PyObject* future, PyObject* value) {
 py::list drain(PyInbox& self, const py::object& handle_object, const py::object& deliver) {
   std::vector<Event> events;
   self.inbox->take_all(events);
+  self.bodies->release_buried();
   auto& futures = *self.futures;
   Handle* handle = handle_object.is_none() ? nullptr : &handle_object.cast<Handle&>();
   auto hand_over = [&](py::list batch) {
@@ -153,7 +165,7 @@ py::list drain(PyInbox& self, const py::object& handle_object, const py::object&
       // The hot path: a successful reply to a call whose future we hold.
       py::object future = futures.take(e.request_id);
       if (!future.is_none()) {
-        complete(future.ptr(), to_bytes(e.body).ptr());
+        complete(future.ptr(), body_object(e).ptr());
         continue;
       }
     } else if (e.kind == EventKind::request) {

@@ -627,6 +627,8 @@ std::vector<std::pair<std::string, std::uint64_t>> Communicator::stats() {
       {"read_calls", c.read_calls.load()},
       {"loop_read_calls", c.loop_read_calls.load()},
       {"read_handovers", c.read_handovers.load()},
+      {"owned_bodies", c.owned_bodies.load()},
+      {"direct_body_reads", c.direct_body_reads.load()},
       {"write_calls", c.write_calls.load()},
       {"direct_writes", c.direct_writes.load()},
       {"heartbeats_sent", c.heartbeats_sent.load()},

@@ -317,6 +317,7 @@ void Connection::close_now(CloseKind kind, const std::string& reason) {
   // waits for anything, so this wait is short).
   std::lock_guard read_lock(read_mutex_);
   deliver_parsed();  // what arrived before the close is delivered before it
+  direct_.reset();   // a reply half read never completes now
   std::deque<Queued> dropped;
   {
     std::unique_lock lock(mutex_);

@@ -59,6 +59,8 @@ struct ConnectionStats {
   std::atomic<std::uint64_t> interest_changes{0}; // epoll_ctl calls to (un)watch writes
   std::atomic<std::uint64_t> loop_read_calls{0};  // read_calls made by the loop thread
   std::atomic<std::uint64_t> read_handovers{0};   // the loop stalled: the reactor read for it
+  std::atomic<std::uint64_t> owned_bodies{0};     // reply bodies read into a BodyMaker's owner
+  std::atomic<std::uint64_t> direct_body_reads{0};  // reads straight into such a body
 };
 
 // What a connection needs from the communicator that owns it.
@@ -172,6 +174,7 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
     std::shared_ptr<const protocol::Bytes> data;
     std::size_t offset = 0;
     std::int32_t sent_id = 0;
+    bool pressure = false;  // counts for back-pressure (see enqueue_locked)
   };
 
   void start_client();
@@ -210,6 +213,14 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   bool on_sentinel();
   void check_loop_alive(std::int64_t fired_at);
   bool parse_messages();  // false when the connection was closed
+  // Large replies the loop reads (connection_read.cpp): straight into the
+  // body's owner, not through read_buffer_. start_direct_body takes the
+  // unparsed bytes, the front of the reply, when it can; read_direct_body
+  // reads the rest into `rest` and what follows into `after` (one call),
+  // and returns the read's result as transport_read does.
+  bool start_direct_body(const protocol::Header& header, protocol::ByteView available);
+  long read_direct_body(std::span<std::uint8_t> rest, std::span<std::uint8_t> after);
+  void finish_direct_body();
   void handle_message(protocol::MessageType type, protocol::ByteView body);
   void handle_reply(protocol::ByteView body);
   void handle_requests(std::vector<protocol::Request> requests);
@@ -256,11 +267,14 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   std::size_t slice_count_ = 0;
   std::size_t slice_size_ = 0;  // bytes queued in the current slice
   // Back-pressure: reading stops above the high marks, resumes below the low.
+  // The bytes are those of queued messages that reading made us write
+  // (replies, heartbeats, a close): never our own requests (see
+  // enqueue_locked).
   static constexpr std::size_t queue_high_water = 4 << 20;
   static constexpr std::size_t queue_low_water = 1 << 20;
   static constexpr int dispatch_high_water = 16384;
   static constexpr int dispatch_low_water = 8192;
-  std::size_t queued_bytes_ = 0;
+  std::size_t pressure_bytes_ = 0;
   std::atomic<bool> reading_ = true;
   bool read_watched_ = true;
   bool validated_ = false;  // send_deferred() queued data that awaits flush()
@@ -296,6 +310,18 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   bool read_ended_ = false;  // the loop read an end: the reactor closes
   std::vector<Event> parsed_;  // see deliver_parsed()
   ReadBuffer read_buffer_;
+  // A reply whose body is being read straight into its owner. Started by
+  // the loop; a reactor that takes the reading over finishes it (a body's
+  // owner is plain memory until the event that carries it is drained).
+  struct DirectBody {
+    std::size_t size = 0;    // the payload's
+    std::size_t filled = 0;
+    std::int32_t request_id = 0;
+    std::uint8_t status = 0;
+    protocol::EncodingVersion encoding;
+    std::shared_ptr<BodyOwner> owner;
+  };
+  std::optional<DirectBody> direct_;
 
   // Reactor thread only.
   std::size_t endpoint_index_ = 0;  // the next endpoint to try

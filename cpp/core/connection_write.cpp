@@ -136,12 +136,12 @@ bool Connection::flush_locked(std::unique_lock<std::mutex>& lock, std::vector<Ev
       std::size_t left = front.data->size() - front.offset;
       if (written < left) {
         front.offset += written;
-        queued_bytes_ -= written;
+        if (front.pressure) pressure_bytes_ -= written;
         written = 0;
         break;
       }
       written -= left;
-      queued_bytes_ -= left;
+      if (front.pressure) pressure_bytes_ -= left;
       stats.messages_out.fetch_add(1, std::memory_order_relaxed);
       if (front.sent_id != 0) {
         Event event;
@@ -160,7 +160,17 @@ bool Connection::flush_locked(std::unique_lock<std::mutex>& lock, std::vector<Ev
 }
 
 void Connection::enqueue_locked(Queued queued) {
-  queued_bytes_ += queued.data->size() - queued.offset;
+  // Our own requests do not count: stopping reading cannot shrink them, it
+  // stops the replies that let the peer take them. Counted, a client with
+  // more than the high mark of requests queued (64 calls of 1 MiB in
+  // flight) stopped reading replies while the server, its replies queued
+  // past the mark, stopped reading requests: both waited for ever.
+  const auto& data = *queued.data;
+  auto type = data.size() > 8 ? static_cast<protocol::MessageType>(data[8])
+                              : protocol::MessageType::validate_connection;
+  queued.pressure = type != protocol::MessageType::request &&
+                    type != protocol::MessageType::batch_request;
+  if (queued.pressure) pressure_bytes_ += data.size() - queued.offset;
   queue_.push_back(std::move(queued));
 }
 
@@ -169,10 +179,10 @@ void Connection::update_interest_locked() {
   // Back-pressure with hysteresis: stop reading while the peer leaves too
   // much unread or too many of its requests are being dispatched, so one
   // peer cannot make us buffer without bound.
-  if (reading_ && (queued_bytes_ > queue_high_water || dispatches_in_flight_ > dispatch_high_water)) {
+  if (reading_ && (pressure_bytes_ > queue_high_water || dispatches_in_flight_ > dispatch_high_water)) {
     reading_ = false;
     host_.connection_stats().read_pauses.fetch_add(1, std::memory_order_relaxed);
-  } else if (!reading_ && queued_bytes_ < queue_low_water &&
+  } else if (!reading_ && pressure_bytes_ < queue_low_water &&
              dispatches_in_flight_ < dispatch_low_water) {
     reading_ = true;
     // What TLS holds decrypted is not the kernel's to report.

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "protocol/message.h"
@@ -32,6 +33,30 @@ enum class ErrorCode : std::uint8_t {
 
 enum class LogLevel : std::uint8_t { debug = 10, info = 20, warning = 30, error = 40 };
 
+// A body's storage owned outside the pooled buffers: the binding's owner is
+// the very `bytes` object Python receives, so the reader that fills it
+// saves the copy from a pooled body into a new object. Destroyed on any
+// thread (an owner that cannot be released there defers its release).
+class BodyOwner {
+ public:
+  virtual ~BodyOwner() = default;
+  // The writable storage, exactly the body's size. Whoever owns the owner
+  // (the reader until the body is whole, then the event) writes it.
+  virtual std::span<std::uint8_t> bytes() noexcept = 0;
+};
+
+// Makes body owners. Installed once on the inbox, before any connection
+// reads (Inbox::set_body_maker). Called only by the loop thread while it
+// reads its own connections (Connection::read_by_loop), never by a reactor.
+class BodyMaker {
+ public:
+  // An owner for a body of `size` bytes, or null for the pooled path. Never throws.
+  virtual std::shared_ptr<BodyOwner> make(std::size_t size) noexcept = 0;
+
+ protected:
+  ~BodyMaker() = default;
+};
+
 struct Event {
   EventKind kind = EventKind::log;
   std::uint8_t code = 0;
@@ -40,6 +65,10 @@ struct Event {
   std::uint32_t adapter_id = 0;
   std::string text;       // failure or log message; a reply's message
   protocol::Bytes body;   // a reply's payload, a request's params
+  // A reply's payload instead of `body` (then empty), when a BodyMaker made
+  // it. Shared so that an Event stays copyable (the C++ tests copy them);
+  // the library never copies one that holds a body.
+  std::shared_ptr<BodyOwner> owned_body;
   // A request's header, or a "does not exist" reply's target.
   protocol::Identity identity;
   std::string facet;

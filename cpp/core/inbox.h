@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <span>
 #include <vector>
@@ -27,6 +28,12 @@ class Inbox {
   void push(Event&& event);
   // `wake` false: the caller is the loop thread, which drains next.
   void push_all(std::vector<Event>& events, bool wake = true);
+
+  // Installs the maker of reply bodies the loop reads (see BodyMaker).
+  // Before any connection of this inbox exists: read without a lock after.
+  void set_body_maker(std::shared_ptr<BodyMaker> maker) noexcept { body_maker_ = std::move(maker); }
+  // The loop thread while it reads: the maker, or null.
+  BodyMaker* body_maker() const noexcept { return body_maker_.get(); }
 
   // The loop thread: appends everything queued so far to `out`, in order.
   void take_all(std::vector<Event>& out);
@@ -51,6 +58,7 @@ class Inbox {
  private:
   platform::Wakeup wakeup_;
   platform::Poller sockets_;
+  std::shared_ptr<BodyMaker> body_maker_;
   std::mutex mutex_;
   std::vector<Event> queue_;
   std::atomic<std::int64_t> last_take_{0};

@@ -146,6 +146,16 @@ long read_some(int fd, std::span<std::uint8_t> into) noexcept {
   }
 }
 
+long read_vector(int fd, iovec* parts, int count) noexcept {
+  msghdr message{};
+  message.msg_iov = parts;
+  message.msg_iovlen = static_cast<std::size_t>(count);
+  for (;;) {
+    long n = ::recvmsg(fd, &message, 0);
+    if (n >= 0 || errno != EINTR) return n;
+  }
+}
+
 long write_vector(int fd, const iovec* parts, int count) noexcept {
   msghdr message{};
   message.msg_iov = const_cast<iovec*>(parts);

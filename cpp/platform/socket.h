@@ -52,6 +52,7 @@ Address peer_address(int fd);
 // Thin wrappers that retry on EINTR and never raise SIGPIPE. They return the
 // byte count, or -1 with errno set (EAGAIN when the socket is not ready).
 long read_some(int fd, std::span<std::uint8_t> into) noexcept;
+long read_vector(int fd, iovec* parts, int count) noexcept;  // fills parts in order
 long write_vector(int fd, const iovec* parts, int count) noexcept;
 
 }  // namespace aiocomm::platform
