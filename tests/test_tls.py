@@ -9,12 +9,16 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import ssl
+import struct
 import subprocess
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from _peers import CLOSE, VALIDATE, recv_message, request
 
 import aiocomm
 from aiocomm import TLS
@@ -348,3 +352,135 @@ async def test_many_large_calls_in_flight(pki: Path,
         assert replies == payloads
     finally:
         await client.destroy()
+
+
+# --------------------------------------------------------------- close_notify
+#
+# A graceful close ends the TLS stream with close_notify, as IceSSL does; a
+# peer's close_notify ends the connection as a FIN does over TCP. Python's
+# ssl module is the other end: with suppress_ragged_eofs=False an end without
+# close_notify raises SSLEOFError, and unwrap() succeeds only once both
+# alerts crossed.
+
+def _reply(request: bytes, payload: bytes) -> bytes:
+    """The Ice reply (status ok) to `request`, carrying `payload`."""
+    body = request[14:18] + b"\x00" + struct.pack("<i", 6 + len(payload)) + b"\x01\x01" + payload
+    return b"IceP\x01\x00\x01\x00\x02\x00" + struct.pack("<i", 14 + len(body)) + body
+
+
+def _client_context(pki: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(pki / "ca.pem"))
+
+
+def _server_context(pki: Path) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(pki / "server.pem"), str(pki / "server.key"))
+    return context
+
+
+async def test_a_graceful_close_sends_close_notify(pki: Path) -> None:
+    # An aiocomm server closing gracefully (destroy): close-connection, the
+    # client's close_notify, then ours, and no wait for close_timeout.
+    server = aiocomm.Communicator(tls=server_tls(pki), close_timeout=60.0)
+    connected = threading.Event()
+
+    def python_client(port: int) -> list[str]:
+        seen = []
+        with _client_context(pki).wrap_socket(
+                socket.create_connection(("127.0.0.1", port), timeout=20),
+                server_hostname="127.0.0.1", suppress_ragged_eofs=False) as tls:
+            assert recv_message(tls) == VALIDATE
+            tls.sendall(request(1, "echo", "echo", b"hi"))
+            seen.append(recv_message(tls)[-2:].decode())
+            connected.set()
+            if recv_message(tls) == CLOSE:
+                seen.append("close-connection")
+            tls.unwrap()  # ours, then theirs: raises unless theirs comes
+            seen.append("close_notify")
+        return seen
+
+    try:
+        adapter = server.create_object_adapter("ssl -h 127.0.0.1 -p 0")
+        port = _port(str(adapter.add(Echo(), "echo")))
+        adapter.activate()
+        client = asyncio.create_task(asyncio.to_thread(python_client, port))
+        assert await asyncio.to_thread(connected.wait, 20)
+        started = time.monotonic()
+        await server.destroy()
+        took = time.monotonic() - started
+        assert await asyncio.wait_for(client, 20) == ["hi", "close-connection", "close_notify"]
+        # The client's close_notify ended the wait as a FIN does, not the
+        # 60 s close_timeout.
+        assert took < 20
+    finally:
+        await server.destroy()
+
+
+async def test_a_peer_that_does_not_answer_still_gets_close_notify(pki: Path) -> None:
+    # Nothing waits for the peer's close_notify: after close_timeout the
+    # connection ends, with our alert, and the peer reads a clean end.
+    server = aiocomm.Communicator(tls=server_tls(pki), close_timeout=0.5)
+    connected = threading.Event()
+
+    def python_client(port: int) -> bytes:
+        with _client_context(pki).wrap_socket(
+                socket.create_connection(("127.0.0.1", port), timeout=20),
+                server_hostname="127.0.0.1", suppress_ragged_eofs=False) as tls:
+            assert recv_message(tls) == VALIDATE
+            connected.set()
+            assert recv_message(tls) == CLOSE
+            return tls.recv(100)  # SSLEOFError without a close_notify
+
+    try:
+        adapter = server.create_object_adapter("ssl -h 127.0.0.1 -p 0")
+        port = _port(str(adapter.add(Echo(), "echo")))
+        adapter.activate()
+        client = asyncio.create_task(asyncio.to_thread(python_client, port))
+        assert await asyncio.to_thread(connected.wait, 20)
+        await server.destroy()
+        assert await asyncio.wait_for(client, 20) == b""
+    finally:
+        await server.destroy()
+
+
+async def test_a_peers_close_notify_ends_the_connection_as_a_fin_does(pki: Path) -> None:
+    # A Python ssl server: it ends the first connection with close_notify
+    # while a call is pending, then serves the call that reconnects.
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(20)
+    port = listener.getsockname()[1]
+
+    def python_server() -> list[str]:
+        seen = []
+        context = _server_context(pki)
+        for answer in (False, True):
+            raw, _ = listener.accept()
+            raw.settimeout(20)
+            with context.wrap_socket(raw, server_side=True, suppress_ragged_eofs=False) as tls:
+                tls.sendall(VALIDATE)
+                call = recv_message(tls)
+                if answer:
+                    tls.sendall(_reply(call, b"served"))
+                    # The client's graceful close (destroy): close-connection,
+                    # then the alerts.
+                    assert recv_message(tls) == CLOSE
+                tls.unwrap()  # ours, then the client's answer
+                seen.append("close_notify answered")
+        return seen
+
+    client = aiocomm.Communicator(tls=TLS(cafile=pki / "ca.pem"), close_timeout=60.0)
+    server_thread = asyncio.create_task(asyncio.to_thread(python_server))
+    try:
+        proxy = client.proxy(f"echo:ssl -h 127.0.0.1 -p {port}")
+        # The call was sent, then the connection ended: as over TCP, a call
+        # that is not idempotent fails rather than run twice.
+        with pytest.raises(aiocomm.ConnectionLostError):
+            await proxy.invoke("echo", b"first", timeout=20.0)
+        assert await proxy.invoke("echo", b"second", timeout=20.0) == b"served"
+        started = time.monotonic()
+        await client.destroy()
+        assert time.monotonic() - started < 20  # the server's alert, not close_timeout
+        assert await asyncio.wait_for(server_thread, 20) == ["close_notify answered"] * 2
+    finally:
+        await client.destroy()
+        listener.close()

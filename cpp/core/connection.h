@@ -187,6 +187,9 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   long transport_read(std::span<std::uint8_t> into);
   long transport_write(int fd, const iovec* parts, int count);
   int send_tls_output_locked(int fd);  // tls_mutex_ held; 0, EAGAIN or errno
+  // close_now, mutex_ held, no writer at work: a graceful end sends the
+  // session's close_notify; an abortive one sends nothing.
+  void end_tls_locked(CloseKind kind);
   bool tls_buffered();
   // Any thread: has the reactor read what the session holds (the poller
   // only reports what the kernel holds).

@@ -221,6 +221,32 @@ long Connection::transport_write(int fd, const iovec* parts, int count) {
   return static_cast<long>(consumed);
 }
 
+void Connection::end_tls_locked(CloseKind kind) {
+  std::lock_guard tls_lock(tls_mutex_);
+  bool graceful = false;
+  switch (kind) {
+    case CloseKind::local:    // our graceful close, shutdown or destroy
+    case CloseKind::by_peer:  // the answer to the peer's close-connection
+    case CloseKind::idle:     // an idle connection ends in order, as in Ice
+      graceful = true;
+      break;
+    case CloseKind::lost:
+      // The answer to the peer's close_notify; after a bare FIN or a
+      // socket error, nobody reads it.
+      graceful = tls_->peer_closed();
+      break;
+    case CloseKind::refused:
+    case CloseKind::connect_timeout:
+    case CloseKind::protocol_error:
+    case CloseKind::tls_failed:
+      break;  // abortive: a hostile or broken peer gets nothing more
+  }
+  // What the socket takes now (it is non-blocking): a peer that does not
+  // read loses the alert, as it would lose the FIN's data, and nobody
+  // waits for its own close_notify.
+  if (graceful && tls_->close()) send_tls_output_locked(fd_.get());
+}
+
 int Connection::send_tls_output_locked(int fd) {
   int result = 0;
   for (;;) {

@@ -157,6 +157,7 @@ Session::Status Session::fail(int code, const char* during) {
               X509_verify_cert_error_string(verify) + ")";
   }
   error_ = std::string(during) + ": " + reason;
+  failed_ = true;
   ERR_clear_error();
   return Status::failed;
 }
@@ -259,6 +260,24 @@ bool Session::buffered() const noexcept {
   // Decrypted bytes, or ciphertext not yet looked at. Not SSL_has_pending:
   // it also counts a partial record, which only more input completes.
   return SSL_pending(handles_->ssl.get()) > 0 || BIO_ctrl_pending(handles_->in) > 0;
+}
+
+bool Session::close() {
+  SSL* ssl = handles_->ssl.get();
+  if (failed_ || !SSL_is_init_finished(ssl) || (SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN)) {
+    return false;
+  }
+  ERR_clear_error();
+  // 0: our alert is written and the peer's has not come (we do not wait
+  // for it); 1: the peer's had already come. Over a memory BIO the write
+  // cannot be refused, so anything else is a real failure.
+  int r = SSL_shutdown(ssl);
+  ERR_clear_error();
+  return r >= 0;
+}
+
+bool Session::peer_closed() const noexcept {
+  return (SSL_get_shutdown(handles_->ssl.get()) & SSL_RECEIVED_SHUTDOWN) != 0;
 }
 
 std::string Session::protocol() const { return SSL_get_version(handles_->ssl.get()); }

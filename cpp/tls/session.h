@@ -68,6 +68,17 @@ class Session {
   // waits for the socket to become readable must read these first.
   bool buffered() const noexcept;
 
+  // Graceful end: puts a close_notify alert into output(), after whatever
+  // ciphertext is already there. One call, never waiting for the peer's
+  // close_notify (a peer that does not answer must not hold anyone).
+  // False, and nothing queued, when there is no session to end cleanly:
+  // the handshake did not finish, the session failed, or it was already
+  // closed.
+  bool close();
+  // Whether the peer's close_notify arrived (read() then returns closed):
+  // the clean end of its stream, as a FIN is over TCP.
+  bool peer_closed() const noexcept;
+
   // Why the last call failed: OpenSSL's reason, and the certificate
   // verification's when that was the cause.
   const std::string& error() const noexcept { return error_; }
@@ -84,6 +95,7 @@ class Session {
   std::shared_ptr<const Context> context_;
   std::unique_ptr<Handles> handles_;
   std::string error_;
+  bool failed_ = false;  // a fatal error: OpenSSL forbids a shutdown after one
 };
 
 }  // namespace aiocomm::tls

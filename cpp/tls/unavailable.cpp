@@ -32,6 +32,8 @@ bool Session::has_output() { return false; }
 Session::ReadResult Session::read(std::span<std::uint8_t>) { return {Status::failed, 0}; }
 bool Session::write(std::span<const std::uint8_t>) { return false; }
 bool Session::buffered() const noexcept { return false; }
+bool Session::close() { return false; }
+bool Session::peer_closed() const noexcept { return false; }
 std::string Session::protocol() const { return {}; }
 std::string Session::cipher() const { return {}; }
 PeerInfo Session::peer_info() const { return {}; }
