@@ -7,6 +7,7 @@ tests/make_test_certs.sh, made once per session in a temporary directory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import ssl
@@ -14,7 +15,7 @@ import struct
 import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -481,6 +482,82 @@ async def test_a_peers_close_notify_ends_the_connection_as_a_fin_does(pki: Path)
         await client.destroy()
         assert time.monotonic() - started < 20  # the server's alert, not close_timeout
         assert await asyncio.wait_for(server_thread, 20) == ["close_notify answered"] * 2
+    finally:
+        await client.destroy()
+        listener.close()
+
+
+class _MemoryTLSServer:
+    """One server-side TLS connection over memory BIOs, so the test decides
+    what leaves in one send (blocking; a test thread's)."""
+
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext) -> None:
+        self.sock = sock
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_side=True)
+        self.plain = b""
+        while not self._try(self.tls.do_handshake):
+            pass
+        self.flush()
+
+    def _try(self, step: Callable[[], object]) -> bool:
+        """Runs `step`; on want-read sends what is due and receives more."""
+        try:
+            step()
+            return True
+        except ssl.SSLWantReadError:
+            self.flush()
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("EOF") from None
+            self.incoming.write(data)
+            return False
+
+    def flush(self) -> None:
+        data = self.outgoing.read()
+        if data:
+            self.sock.sendall(data)
+
+    def recv_message(self) -> bytes:
+        def more() -> None:
+            self.plain += self.tls.read(65536)
+
+        while len(self.plain) < 14 or len(self.plain) < struct.unpack_from("<i", self.plain, 10)[0]:
+            self._try(more)
+        size = struct.unpack_from("<i", self.plain, 10)[0]
+        message, self.plain = self.plain[:size], self.plain[size:]
+        return message
+
+
+async def test_a_close_notify_that_comes_with_the_last_bytes_is_seen(pki: Path) -> None:
+    # The reply and the close_notify in one segment: the reader stops at the
+    # reply, and nothing more arrives to wake it for the alert (the peer
+    # waits for our answer); it must come back for it anyway.
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(20)
+    port = listener.getsockname()[1]
+
+    def python_server() -> str:
+        raw, _ = listener.accept()
+        with raw:
+            raw.settimeout(20)
+            peer = _MemoryTLSServer(raw, _server_context(pki))
+            peer.tls.write(VALIDATE)
+            peer.flush()
+            peer.tls.write(_reply(peer.recv_message(), b"last"))
+            with contextlib.suppress(ssl.SSLWantReadError):
+                peer.tls.unwrap()
+            peer.flush()  # one send: the reply's record, then close_notify
+            while not peer._try(peer.tls.unwrap):
+                pass
+            return "close_notify answered"
+
+    client = aiocomm.Communicator(tls=TLS(cafile=pki / "ca.pem"))
+    server_thread = asyncio.create_task(asyncio.to_thread(python_server))
+    try:
+        proxy = client.proxy(f"echo:ssl -h 127.0.0.1 -p {port}")
+        assert await proxy.invoke("echo", b"x", timeout=20.0) == b"last"
+        assert await asyncio.wait_for(server_thread, 20) == "close_notify answered"
     finally:
         await client.destroy()
         listener.close()

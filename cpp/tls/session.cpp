@@ -259,7 +259,10 @@ bool Session::write(std::span<const std::uint8_t> plaintext) {
 bool Session::buffered() const noexcept {
   // Decrypted bytes, or ciphertext not yet looked at. Not SSL_has_pending:
   // it also counts a partial record, which only more input completes.
-  return SSL_pending(handles_->ssl.get()) > 0 || BIO_ctrl_pending(handles_->in) > 0;
+  // The peer's close_notify too: read() stopped at the bytes before it, and
+  // a peer that waits for our answer sends nothing that would wake us.
+  return SSL_pending(handles_->ssl.get()) > 0 || BIO_ctrl_pending(handles_->in) > 0 ||
+         peer_closed();
 }
 
 bool Session::close() {

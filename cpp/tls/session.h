@@ -64,8 +64,9 @@ class Session {
   ReadResult read(std::span<std::uint8_t> into);
   // Encrypts all of `plaintext` into output(); false (see error()) on failure.
   bool write(std::span<const std::uint8_t> plaintext);
-  // Bytes fed or decrypted that read() has not returned yet: a caller that
-  // waits for the socket to become readable must read these first.
+  // Bytes fed or decrypted that read() has not returned yet, or the peer's
+  // close_notify: a caller that waits for the socket to become readable
+  // must read these first.
   bool buffered() const noexcept;
 
   // Graceful end: puts a close_notify alert into output(), after whatever
