@@ -214,6 +214,20 @@ void Session::consume_output(std::size_t bytes) {
   }
 }
 
+void Session::take_output(std::vector<std::uint8_t>& into) {
+  auto& h = *handles_;
+  into.insert(into.end(), h.pending.begin() + static_cast<std::ptrdiff_t>(h.pending_offset),
+              h.pending.end());
+  h.pending.clear();
+  h.pending_offset = 0;
+  std::size_t waiting = BIO_ctrl_pending(h.out);
+  if (waiting == 0) return;
+  auto at = into.size();
+  into.resize(at + waiting);
+  int n = BIO_read(h.out, into.data() + at, static_cast<int>(waiting));
+  into.resize(at + static_cast<std::size_t>(n > 0 ? n : 0));
+}
+
 bool Session::has_output() {
   return handles_->pending_offset < handles_->pending.size() || BIO_ctrl_pending(handles_->out) > 0;
 }

@@ -59,6 +59,9 @@ class Session {
   std::span<const std::uint8_t> output();
   void consume_output(std::size_t bytes);
   bool has_output();
+  // Appends all of output() to `into` and empties it: for a caller that
+  // sends from a buffer of its own, without the session's lock.
+  void take_output(std::vector<std::uint8_t>& into);
 
   // Plaintext, after the handshake. read() fills `into` from whole records.
   ReadResult read(std::span<std::uint8_t> into);
