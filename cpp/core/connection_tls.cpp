@@ -1,8 +1,11 @@
 // TLS under a connection: the handshake, before the Ice protocol starts,
 // then every byte through the session. It runs where the plain socket calls
 // would: the handshake and reads on the reactor thread, writes on whichever
-// thread holds writing_. tls_mutex_ serializes the session between them;
-// socket calls under it never block (the socket is non-blocking).
+// thread holds writing_ (the loop's flush among them: it encrypts what it
+// sends, as over TCP it sends it). tls_mutex_ serializes the session
+// between them; once the connection is up it covers only the crypto (no
+// system call runs under it), so neither side waits for the other's recv
+// or send. (The handshake keeps it throughout: nobody else writes yet.)
 #include <cerrno>
 #include <cstring>
 
