@@ -561,3 +561,26 @@ async def test_a_close_notify_that_comes_with_the_last_bytes_is_seen(pki: Path) 
     finally:
         await client.destroy()
         listener.close()
+
+
+async def test_an_abortive_close_sends_no_close_notify(
+        pki: Path, server: tuple[aiocomm.Communicator, str]) -> None:
+    # A protocol error ends the connection at once: no close-connection and
+    # no close_notify, so a strict peer sees a truncated stream.
+    _, text = server
+
+    def python_client() -> str:
+        with _client_context(pki).wrap_socket(
+                socket.create_connection(("127.0.0.1", _port(text)), timeout=20),
+                server_hostname="127.0.0.1", suppress_ragged_eofs=False) as tls:
+            assert recv_message(tls) == VALIDATE
+            tls.sendall(b"NotIce" + bytes(8))  # a header without Ice's magic
+            try:
+                data = tls.recv(100)
+            except ssl.SSLEOFError:
+                return "truncated"
+            except ConnectionResetError:
+                return "reset"
+            return f"read {data!r}"
+
+    assert await asyncio.wait_for(asyncio.to_thread(python_client), 20) in ("truncated", "reset")
