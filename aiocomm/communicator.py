@@ -230,8 +230,9 @@ class Communicator:
         if tls is not None:
             # Before the communicator exists: a configuration that does not
             # load leaves nothing to destroy (the handle's dealloc tears down).
-            # TLS connections are always read on the native threads, even
-            # with loop_reads: the loop never runs TLS code.
+            # TLS connections are always read (handshake, decryption) on the
+            # native threads, even with loop_reads; the loop only encrypts
+            # what it writes itself, as over tcp it sends it itself.
             tls._apply(handle)
         self._handle = handle
         self._loop: asyncio.AbstractEventLoop | None = None

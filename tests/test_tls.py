@@ -7,14 +7,19 @@ tests/make_test_certs.sh, made once per session in a temporary directory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
+import ssl
+import struct
 import subprocess
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from _peers import CLOSE, VALIDATE, recv_message, request
 
 import aiocomm
 from aiocomm import TLS
@@ -348,3 +353,234 @@ async def test_many_large_calls_in_flight(pki: Path,
         assert replies == payloads
     finally:
         await client.destroy()
+
+
+# --------------------------------------------------------------- close_notify
+#
+# A graceful close ends the TLS stream with close_notify, as IceSSL does; a
+# peer's close_notify ends the connection as a FIN does over TCP. Python's
+# ssl module is the other end: with suppress_ragged_eofs=False an end without
+# close_notify raises SSLEOFError, and unwrap() succeeds only once both
+# alerts crossed.
+
+def _reply(request: bytes, payload: bytes) -> bytes:
+    """The Ice reply (status ok) to `request`, carrying `payload`."""
+    body = request[14:18] + b"\x00" + struct.pack("<i", 6 + len(payload)) + b"\x01\x01" + payload
+    return b"IceP\x01\x00\x01\x00\x02\x00" + struct.pack("<i", 14 + len(body)) + body
+
+
+def _client_context(pki: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(pki / "ca.pem"))
+
+
+def _server_context(pki: Path) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(pki / "server.pem"), str(pki / "server.key"))
+    return context
+
+
+async def test_a_graceful_close_sends_close_notify(pki: Path) -> None:
+    # An aiocomm server closing gracefully (destroy): close-connection, the
+    # client's close_notify, then ours, and no wait for close_timeout.
+    server = aiocomm.Communicator(tls=server_tls(pki), close_timeout=60.0)
+    connected = threading.Event()
+
+    def python_client(port: int) -> list[str]:
+        seen = []
+        with _client_context(pki).wrap_socket(
+                socket.create_connection(("127.0.0.1", port), timeout=20),
+                server_hostname="127.0.0.1", suppress_ragged_eofs=False) as tls:
+            assert recv_message(tls) == VALIDATE
+            tls.sendall(request(1, "echo", "echo", b"hi"))
+            seen.append(recv_message(tls)[-2:].decode())
+            connected.set()
+            if recv_message(tls) == CLOSE:
+                seen.append("close-connection")
+            tls.unwrap()  # ours, then theirs: raises unless theirs comes
+            seen.append("close_notify")
+        return seen
+
+    try:
+        adapter = server.create_object_adapter("ssl -h 127.0.0.1 -p 0")
+        port = _port(str(adapter.add(Echo(), "echo")))
+        adapter.activate()
+        client = asyncio.create_task(asyncio.to_thread(python_client, port))
+        assert await asyncio.to_thread(connected.wait, 20)
+        started = time.monotonic()
+        await server.destroy()
+        took = time.monotonic() - started
+        assert await asyncio.wait_for(client, 20) == ["hi", "close-connection", "close_notify"]
+        # The client's close_notify ended the wait as a FIN does, not the
+        # 60 s close_timeout.
+        assert took < 20
+    finally:
+        await server.destroy()
+
+
+async def test_a_peer_that_does_not_answer_still_gets_close_notify(pki: Path) -> None:
+    # Nothing waits for the peer's close_notify: after close_timeout the
+    # connection ends, with our alert, and the peer reads a clean end.
+    server = aiocomm.Communicator(tls=server_tls(pki), close_timeout=0.5)
+    connected = threading.Event()
+
+    def python_client(port: int) -> bytes:
+        with _client_context(pki).wrap_socket(
+                socket.create_connection(("127.0.0.1", port), timeout=20),
+                server_hostname="127.0.0.1", suppress_ragged_eofs=False) as tls:
+            assert recv_message(tls) == VALIDATE
+            connected.set()
+            assert recv_message(tls) == CLOSE
+            return tls.recv(100)  # SSLEOFError without a close_notify
+
+    try:
+        adapter = server.create_object_adapter("ssl -h 127.0.0.1 -p 0")
+        port = _port(str(adapter.add(Echo(), "echo")))
+        adapter.activate()
+        client = asyncio.create_task(asyncio.to_thread(python_client, port))
+        assert await asyncio.to_thread(connected.wait, 20)
+        await server.destroy()
+        assert await asyncio.wait_for(client, 20) == b""
+    finally:
+        await server.destroy()
+
+
+async def test_a_peers_close_notify_ends_the_connection_as_a_fin_does(pki: Path) -> None:
+    # A Python ssl server: it ends the first connection with close_notify
+    # while a call is pending, then serves the call that reconnects.
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(20)
+    port = listener.getsockname()[1]
+
+    def python_server() -> list[str]:
+        seen = []
+        context = _server_context(pki)
+        for answer in (False, True):
+            raw, _ = listener.accept()
+            raw.settimeout(20)
+            with context.wrap_socket(raw, server_side=True, suppress_ragged_eofs=False) as tls:
+                tls.sendall(VALIDATE)
+                call = recv_message(tls)
+                if answer:
+                    tls.sendall(_reply(call, b"served"))
+                    # The client's graceful close (destroy): close-connection,
+                    # then the alerts.
+                    assert recv_message(tls) == CLOSE
+                tls.unwrap()  # ours, then the client's answer
+                seen.append("close_notify answered")
+        return seen
+
+    client = aiocomm.Communicator(tls=TLS(cafile=pki / "ca.pem"), close_timeout=60.0)
+    server_thread = asyncio.create_task(asyncio.to_thread(python_server))
+    try:
+        proxy = client.proxy(f"echo:ssl -h 127.0.0.1 -p {port}")
+        # The call was sent, then the connection ended: as over TCP, a call
+        # that is not idempotent fails rather than run twice.
+        with pytest.raises(aiocomm.ConnectionLostError):
+            await proxy.invoke("echo", b"first", timeout=20.0)
+        assert await proxy.invoke("echo", b"second", timeout=20.0) == b"served"
+        started = time.monotonic()
+        await client.destroy()
+        assert time.monotonic() - started < 20  # the server's alert, not close_timeout
+        assert await asyncio.wait_for(server_thread, 20) == ["close_notify answered"] * 2
+    finally:
+        await client.destroy()
+        listener.close()
+
+
+class _MemoryTLSServer:
+    """One server-side TLS connection over memory BIOs, so the test decides
+    what leaves in one send (blocking; a test thread's)."""
+
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext) -> None:
+        self.sock = sock
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_side=True)
+        self.plain = b""
+        while not self._try(self.tls.do_handshake):
+            pass
+        self.flush()
+
+    def _try(self, step: Callable[[], object]) -> bool:
+        """Runs `step`; on want-read sends what is due and receives more."""
+        try:
+            step()
+            return True
+        except ssl.SSLWantReadError:
+            self.flush()
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("EOF") from None
+            self.incoming.write(data)
+            return False
+
+    def flush(self) -> None:
+        data = self.outgoing.read()
+        if data:
+            self.sock.sendall(data)
+
+    def recv_message(self) -> bytes:
+        def more() -> None:
+            self.plain += self.tls.read(65536)
+
+        while len(self.plain) < 14 or len(self.plain) < struct.unpack_from("<i", self.plain, 10)[0]:
+            self._try(more)
+        size = struct.unpack_from("<i", self.plain, 10)[0]
+        message, self.plain = self.plain[:size], self.plain[size:]
+        return message
+
+
+async def test_a_close_notify_that_comes_with_the_last_bytes_is_seen(pki: Path) -> None:
+    # The reply and the close_notify in one segment: the reader stops at the
+    # reply, and nothing more arrives to wake it for the alert (the peer
+    # waits for our answer); it must come back for it anyway.
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(20)
+    port = listener.getsockname()[1]
+
+    def python_server() -> str:
+        raw, _ = listener.accept()
+        with raw:
+            raw.settimeout(20)
+            peer = _MemoryTLSServer(raw, _server_context(pki))
+            peer.tls.write(VALIDATE)
+            peer.flush()
+            peer.tls.write(_reply(peer.recv_message(), b"last"))
+            with contextlib.suppress(ssl.SSLWantReadError):
+                peer.tls.unwrap()
+            peer.flush()  # one send: the reply's record, then close_notify
+            while not peer._try(peer.tls.unwrap):
+                pass
+            return "close_notify answered"
+
+    client = aiocomm.Communicator(tls=TLS(cafile=pki / "ca.pem"))
+    server_thread = asyncio.create_task(asyncio.to_thread(python_server))
+    try:
+        proxy = client.proxy(f"echo:ssl -h 127.0.0.1 -p {port}")
+        assert await proxy.invoke("echo", b"x", timeout=20.0) == b"last"
+        assert await asyncio.wait_for(server_thread, 20) == "close_notify answered"
+    finally:
+        await client.destroy()
+        listener.close()
+
+
+async def test_an_abortive_close_sends_no_close_notify(
+        pki: Path, server: tuple[aiocomm.Communicator, str]) -> None:
+    # A protocol error ends the connection at once: no close-connection and
+    # no close_notify, so a strict peer sees a truncated stream.
+    _, text = server
+
+    def python_client() -> str:
+        with _client_context(pki).wrap_socket(
+                socket.create_connection(("127.0.0.1", _port(text)), timeout=20),
+                server_hostname="127.0.0.1", suppress_ragged_eofs=False) as tls:
+            assert recv_message(tls) == VALIDATE
+            tls.sendall(b"NotIce" + bytes(8))  # a header without Ice's magic
+            try:
+                data = tls.recv(100)
+            except ssl.SSLEOFError:
+                return "truncated"
+            except ConnectionResetError:
+                return "reset"
+            return f"read {data!r}"
+
+    assert await asyncio.wait_for(asyncio.to_thread(python_client), 20) in ("truncated", "reset")

@@ -330,6 +330,8 @@ void Connection::close_now(CloseKind kind, const std::string& reason) {
     close_reason_ = reason;
     dropped.swap(queue_);
     if (fd_) {
+      // Before the socket closes, so the alert is the last thing on it.
+      if (tls_) end_tls_locked(kind);
       reactor_.unwatch(fd_.get(), this);
       if (loop_watched_) host_.inbox().unwatch_socket(fd_.get());
       fd_.reset();

@@ -189,7 +189,14 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   // on. transport_write runs without mutex_ (the writer holds writing_).
   long transport_read(std::span<std::uint8_t> into);
   long transport_write(int fd, const iovec* parts, int count);
-  int send_tls_output_locked(int fd);  // tls_mutex_ held; 0, EAGAIN or errno
+  // The handshake's sends (reactor thread, tls_mutex_ held); 0, EAGAIN or errno.
+  int send_tls_output_locked(int fd);
+  // The writer's (writing_ held) or close_now's: sends tls_send_, without
+  // tls_mutex_; 0, EAGAIN (some left) or errno.
+  int send_tls_pending(int fd);
+  // close_now, mutex_ held, no writer at work: a graceful end sends the
+  // session's close_notify; an abortive one sends nothing.
+  void end_tls_locked(CloseKind kind);
   bool tls_buffered();
   // Any thread: has the reactor read what the session holds (the poller
   // only reports what the kernel holds).
@@ -341,14 +348,19 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
 
   // TLS. tls_ is set once, on the reactor thread before the connection is
   // active, and lives as long as the connection; tls_mutex_ serializes its
-  // use by the reader and the writer. TLS connections are always read by
+  // use by the reader and the writer, and covers only the crypto: the
+  // socket calls run without it. TLS connections are always read by
   // the reactor (never handed to the loop).
   std::shared_ptr<const tls::Context> tls_context_;  // server side, until the handshake
   std::unique_ptr<tls::Session> tls_;
   std::mutex tls_mutex_;
   bool handshaking_ = false;                 // reactor thread only
-  std::vector<std::uint8_t> tls_in_;         // ciphertext from the socket; tls_mutex_
+  std::vector<std::uint8_t> tls_in_;         // ciphertext from the socket; the reactor's
   std::vector<std::uint8_t> tls_plain_;      // plaintext gathered into records; tls_mutex_
+  // Ciphertext taken from the session, sent without tls_mutex_: the
+  // writer's (writing_), or close_now's once no writer is left.
+  std::vector<std::uint8_t> tls_send_;
+  std::size_t tls_sent_ = 0;                 // of tls_send_, already on the wire
   std::atomic<bool> tls_output_pending_{false};  // ciphertext the socket did not take
   std::string read_failure_;                 // a TLS read error (read_mutex_)
   std::shared_ptr<const tls::PeerInfo> tls_peer_;  // mutex_

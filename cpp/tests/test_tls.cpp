@@ -96,6 +96,58 @@ TEST(tls_handshake_and_records_between_two_sessions) {
   CHECK(!client.buffered());
 }
 
+// A graceful end: close() queues close_notify behind what was written, the
+// peer reads the bytes and then the end (not an error), answers with its
+// own, and neither waits for the other.
+TEST(tls_close_sends_close_notify_and_the_peers_reads_as_the_end) {
+  Session server(Context::create(server_config()), Session::Role::server, "");
+  Session client(Context::create(client_config()), Session::Role::client, "localhost");
+  // Before the handshake there is no session to end: nothing is queued.
+  CHECK(!client.close());
+  CHECK(!client.has_output());
+  REQUIRE(run_handshake(client, server));
+
+  std::string last = "last words";
+  REQUIRE(client.write({reinterpret_cast<const std::uint8_t*>(last.data()), last.size()}));
+  REQUIRE(client.close());
+  CHECK(!client.close());  // once
+  auto out = client.output();
+  server.feed(out);
+  client.consume_output(out.size());
+  std::vector<std::uint8_t> buffer(1024);
+  auto r = server.read(buffer);
+  CHECK(r.status == Session::Status::ok);
+  CHECK_EQ(std::string(reinterpret_cast<const char*>(buffer.data()), r.bytes), last);
+  // The end came with the bytes: a reader must come back for it even if
+  // the socket stays quiet (the peer may wait for our answer).
+  CHECK(server.buffered());
+  r = server.read(buffer);
+  CHECK(r.status == Session::Status::closed);
+  CHECK(server.peer_closed());
+  CHECK(server.read(buffer).status == Session::Status::closed);  // and stays so
+  CHECK(server.error().empty());
+
+  // The answer; the first closer reads it as the end too.
+  REQUIRE(server.close());
+  out = server.output();
+  REQUIRE(!out.empty());
+  client.feed(out);
+  server.consume_output(out.size());
+  CHECK(client.read(buffer).status == Session::Status::closed);
+  CHECK(client.peer_closed());
+}
+
+TEST(tls_a_failed_session_sends_no_close_notify) {
+  Session server(Context::create(server_config()), Session::Role::server, "");
+  std::vector<std::uint8_t> noise(300, 0x16);
+  server.feed(noise);
+  REQUIRE(server.handshake() == Session::Status::failed);
+  auto alert = server.output();  // OpenSSL's own fatal alert, if any
+  server.consume_output(alert.size());
+  CHECK(!server.close());
+  CHECK(!server.has_output());
+}
+
 TEST(tls_client_refuses_a_server_of_another_ca) {
   auto server_cfg = server_config();
   server_cfg.certfile = file("other-server.pem");

@@ -157,6 +157,7 @@ Session::Status Session::fail(int code, const char* during) {
               X509_verify_cert_error_string(verify) + ")";
   }
   error_ = std::string(during) + ": " + reason;
+  failed_ = true;
   ERR_clear_error();
   return Status::failed;
 }
@@ -213,6 +214,20 @@ void Session::consume_output(std::size_t bytes) {
   }
 }
 
+void Session::take_output(std::vector<std::uint8_t>& into) {
+  auto& h = *handles_;
+  into.insert(into.end(), h.pending.begin() + static_cast<std::ptrdiff_t>(h.pending_offset),
+              h.pending.end());
+  h.pending.clear();
+  h.pending_offset = 0;
+  std::size_t waiting = BIO_ctrl_pending(h.out);
+  if (waiting == 0) return;
+  auto at = into.size();
+  into.resize(at + waiting);
+  int n = BIO_read(h.out, into.data() + at, static_cast<int>(waiting));
+  into.resize(at + static_cast<std::size_t>(n > 0 ? n : 0));
+}
+
 bool Session::has_output() {
   return handles_->pending_offset < handles_->pending.size() || BIO_ctrl_pending(handles_->out) > 0;
 }
@@ -258,7 +273,28 @@ bool Session::write(std::span<const std::uint8_t> plaintext) {
 bool Session::buffered() const noexcept {
   // Decrypted bytes, or ciphertext not yet looked at. Not SSL_has_pending:
   // it also counts a partial record, which only more input completes.
-  return SSL_pending(handles_->ssl.get()) > 0 || BIO_ctrl_pending(handles_->in) > 0;
+  // The peer's close_notify too: read() stopped at the bytes before it, and
+  // a peer that waits for our answer sends nothing that would wake us.
+  return SSL_pending(handles_->ssl.get()) > 0 || BIO_ctrl_pending(handles_->in) > 0 ||
+         peer_closed();
+}
+
+bool Session::close() {
+  SSL* ssl = handles_->ssl.get();
+  if (failed_ || !SSL_is_init_finished(ssl) || (SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN)) {
+    return false;
+  }
+  ERR_clear_error();
+  // 0: our alert is written and the peer's has not come (we do not wait
+  // for it); 1: the peer's had already come. Over a memory BIO the write
+  // cannot be refused, so anything else is a real failure.
+  int r = SSL_shutdown(ssl);
+  ERR_clear_error();
+  return r >= 0;
+}
+
+bool Session::peer_closed() const noexcept {
+  return (SSL_get_shutdown(handles_->ssl.get()) & SSL_RECEIVED_SHUTDOWN) != 0;
 }
 
 std::string Session::protocol() const { return SSL_get_version(handles_->ssl.get()); }

@@ -59,14 +59,29 @@ class Session {
   std::span<const std::uint8_t> output();
   void consume_output(std::size_t bytes);
   bool has_output();
+  // Appends all of output() to `into` and empties it: for a caller that
+  // sends from a buffer of its own, without the session's lock.
+  void take_output(std::vector<std::uint8_t>& into);
 
   // Plaintext, after the handshake. read() fills `into` from whole records.
   ReadResult read(std::span<std::uint8_t> into);
   // Encrypts all of `plaintext` into output(); false (see error()) on failure.
   bool write(std::span<const std::uint8_t> plaintext);
-  // Bytes fed or decrypted that read() has not returned yet: a caller that
-  // waits for the socket to become readable must read these first.
+  // Bytes fed or decrypted that read() has not returned yet, or the peer's
+  // close_notify: a caller that waits for the socket to become readable
+  // must read these first.
   bool buffered() const noexcept;
+
+  // Graceful end: puts a close_notify alert into output(), after whatever
+  // ciphertext is already there. One call, never waiting for the peer's
+  // close_notify (a peer that does not answer must not hold anyone).
+  // False, and nothing queued, when there is no session to end cleanly:
+  // the handshake did not finish, the session failed, or it was already
+  // closed.
+  bool close();
+  // Whether the peer's close_notify arrived (read() then returns closed):
+  // the clean end of its stream, as a FIN is over TCP.
+  bool peer_closed() const noexcept;
 
   // Why the last call failed: OpenSSL's reason, and the certificate
   // verification's when that was the cause.
@@ -84,6 +99,7 @@ class Session {
   std::shared_ptr<const Context> context_;
   std::unique_ptr<Handles> handles_;
   std::string error_;
+  bool failed_ = false;  // a fatal error: OpenSSL forbids a shutdown after one
 };
 
 }  // namespace aiocomm::tls

@@ -29,9 +29,12 @@ bool Session::feed(std::span<const std::uint8_t>) { return false; }
 std::span<const std::uint8_t> Session::output() { return {}; }
 void Session::consume_output(std::size_t) {}
 bool Session::has_output() { return false; }
+void Session::take_output(std::vector<std::uint8_t>&) {}
 Session::ReadResult Session::read(std::span<std::uint8_t>) { return {Status::failed, 0}; }
 bool Session::write(std::span<const std::uint8_t>) { return false; }
 bool Session::buffered() const noexcept { return false; }
+bool Session::close() { return false; }
+bool Session::peer_closed() const noexcept { return false; }
 std::string Session::protocol() const { return {}; }
 std::string Session::cipher() const { return {}; }
 PeerInfo Session::peer_info() const { return {}; }
