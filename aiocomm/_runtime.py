@@ -17,7 +17,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import _core
 from .errors import (
@@ -40,9 +40,6 @@ from .errors import (
     UserError,
 )
 from .identity import Current, Identity, OperationMode
-
-if TYPE_CHECKING:
-    from .adapter import ObjectAdapter
 
 __all__ = ["Runtime", "current_dispatch"]
 
@@ -125,10 +122,13 @@ class Runtime:
         self.handle_ref = weakref.ref(handle)
         self.pending: dict[int, asyncio.Future[bytes]] = {}
         self.timers: dict[int, asyncio.TimerHandle] = {}
-        self.adapters: dict[int, ObjectAdapter] = {}
-        # Dispatches that called a servant and have not ended (see _answer).
+        # What to tell each adapter (by core id) when the communicator is gone.
+        self.on_closed: dict[int, Callable[[], None]] = {}
+        # Dispatches that called a servant and have not ended (see _answer),
+        # all of them (key None) and by adapter; who waits for each to empty.
         self.dispatching: set[Current] = set()
-        self.idle_waiters: list[asyncio.Future[None]] = []
+        self.by_adapter: dict[object, set[Current]] = {}
+        self.idle_waiters: dict[object, list[asyncio.Future[None]]] = {}
         self.closed = False
         # Write coalescing: while a batch is open, sends queue natively and
         # one writev per connection flushes them at the end of the batch.
@@ -267,10 +267,11 @@ class Runtime:
         # Dispatches destroy stopped waiting for (close_timeout): their
         # connections are gone, and so are their replies.
         self.abandon(list(self.dispatching), "the communicator was destroyed", abort=False)
-        for adapter in list(self.adapters.values()):
-            adapter._on_communicator_closed()
-        self.adapters.clear()
-        self._wake_idle_waiters()
+        on_closed, self.on_closed = self.on_closed, {}
+        for callback in dict.fromkeys(on_closed.values()):
+            callback()
+        for key in list(self.idle_waiters):
+            self._wake_idle_waiters(key)
         if not self.loop.is_closed():
             self.loop.remove_reader(self.reader_fd)
             self.loop.remove_reader(self.sockets_fd)
@@ -327,10 +328,11 @@ class Runtime:
     # deactivated) and the requests it holds; these say when it changes.
     # Requests answered outside a drain leave at once, else with its batch.
 
-    def add_adapter(self, adapter: ObjectAdapter, core_ids: list[int], servants: dict[Any, object],
-                    defaults: dict[str, object], authorize: Any) -> None:
+    def add_adapter(self, adapter: object, core_ids: list[int], servants: dict[Any, object],
+                    defaults: dict[str, object], authorize: Any,
+                    on_closed: Callable[[], None]) -> None:
         for core_id in core_ids:
-            self.adapters[core_id] = adapter
+            self.on_closed[core_id] = on_closed
             self.inbox.add_adapter(core_id, adapter, servants, defaults, authorize)
 
     def activate_adapter(self, core_ids: list[int]) -> None:
@@ -362,7 +364,7 @@ class Runtime:
 
     def remove_adapter(self, core_ids: list[int]) -> None:
         for core_id in core_ids:
-            self.adapters.pop(core_id, None)
+            self.on_closed.pop(core_id, None)
             self.inbox.remove_adapter(core_id)
 
     def _flush_unbatched(self, handle: _core.Communicator | None) -> None:
@@ -528,7 +530,7 @@ class Runtime:
         self.dispatching.add(current)
         adapter = current.adapter
         if adapter is not None:
-            adapter._dispatching.add(current)
+            self.by_adapter.setdefault(adapter, set()).add(current)
 
     def _dispatch_ended(self, current: Current) -> None:
         if current not in self.dispatching:
@@ -536,11 +538,18 @@ class Runtime:
         self.dispatching.discard(current)
         adapter = current.adapter
         if adapter is not None:
-            adapter._dispatching.discard(current)
-            if not adapter._dispatching:
-                adapter._wake_idle_waiters()
+            of_adapter = self.by_adapter.get(adapter)
+            if of_adapter is not None:
+                of_adapter.discard(current)
+                if not of_adapter:
+                    del self.by_adapter[adapter]
+                    self._wake_idle_waiters(adapter)
         if not self.dispatching:
-            self._wake_idle_waiters()
+            self._wake_idle_waiters(None)
+
+    def dispatches_of(self, adapter: object) -> list[Current]:
+        """The dispatches of `adapter` that called a servant and have not ended."""
+        return list(self.by_adapter.get(adapter, ()))
 
     def abandon(self, dispatches: list[Current], why: str, *, abort: bool = True) -> None:
         """Gives up on dispatches that are still running: says which, drops
@@ -556,18 +565,18 @@ class Runtime:
                     handle.abandon_dispatch(current._connection_id)
             self._dispatch_ended(current)
 
-    def _wake_idle_waiters(self) -> None:
-        waiters, self.idle_waiters = self.idle_waiters, []
-        for waiter in waiters:
+    def _wake_idle_waiters(self, key: object) -> None:
+        for waiter in self.idle_waiters.pop(key, ()):
             _resolve(waiter, None)
 
-    def wait_idle(self) -> asyncio.Future[None]:
-        """A future that resolves once no dispatch is in flight."""
+    def wait_idle(self, adapter: object = None) -> asyncio.Future[None]:
+        """A future that resolves once no dispatch (of `adapter`, if given) is in flight."""
         future: asyncio.Future[None] = self.loop.create_future()
-        if not self.dispatching or self.closed:
+        busy = self.dispatching if adapter is None else self.by_adapter.get(adapter)
+        if not busy or self.closed:
             future.set_result(None)
         else:
-            self.idle_waiters.append(future)
+            self.idle_waiters.setdefault(adapter, []).append(future)
         return future
 
 

@@ -52,15 +52,13 @@ class ObjectAdapter:
         self._default_servants: dict[str, object] = {}
         self._active = False
         self._deactivated = False
-        # Dispatches under way (the runtime adds and removes them).
-        self._dispatching: set[Current] = set()
-        self._idle_waiters: list[asyncio.Future[None]] = []
         self._abandon_timer: asyncio.TimerHandle | None = None
         # With an adapter_id: the registration with the locator (_registration.py).
         self._registration = registration
         self._activated: asyncio.Future[None] | None = None  # what activate() returns
         # Requests wait (natively) until activate().
-        runtime.add_adapter(self, core_ids, self._servants, self._default_servants, authorize)
+        runtime.add_adapter(self, core_ids, self._servants, self._default_servants, authorize,
+                            self._on_communicator_closed)
 
     # ----------------------------------------------------------- servants
 
@@ -193,30 +191,32 @@ class ObjectAdapter:
                     handle.deactivate_adapter(core_id)
                 self._clear_registration()
         unregistration = None if self._registration is None else self._registration.clearing
-        future: asyncio.Future[None] = loop.create_future()
         if unregistration is not None:
             # Complete once the registry no longer has this adapter too.
-            idle = self._idle_future(loop, future)
-            return loop.create_task(_all_done(idle, unregistration))
-        return self._idle_future(loop, future)
+            return loop.create_task(_all_done(self._idle_future(loop), unregistration))
+        return self._idle_future(loop)
 
-    def _idle_future(self, loop: asyncio.AbstractEventLoop,
-                     future: asyncio.Future[None]) -> asyncio.Future[None]:
-        if not self._dispatching:
-            future.set_result(None)
-            return future
-        self._idle_waiters.append(future)
+    def _idle_future(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        idle = self._runtime.wait_idle(self)
+        if idle.done():
+            return idle
         if self._abandon_timer is None:
             communicator = self._communicator()
             timeout = communicator.options["close_timeout"] if communicator is not None else 0.0
             self._abandon_timer = loop.call_later(timeout, self._abandon_dispatches, timeout)
-        return future
+            idle.add_done_callback(self._cancel_abandon_timer)
+        return idle
+
+    def _cancel_abandon_timer(self, _: object = None) -> None:
+        if self._abandon_timer is not None:
+            self._abandon_timer.cancel()
+            self._abandon_timer = None
 
     def _abandon_dispatches(self, timeout: float) -> None:
         self._abandon_timer = None
-        self._runtime.abandon(list(self._dispatching),
+        # Each abandoned dispatch ends: the waiters wake when the last has.
+        self._runtime.abandon(self._runtime.dispatches_of(self),
                               f"adapter {self._name!r} deactivated {timeout:g} s ago")
-        self._wake_idle_waiters()
 
     async def destroy(self) -> None:
         """Deactivates, waits for dispatches in flight, and forgets every servant."""
@@ -232,16 +232,7 @@ class ObjectAdapter:
         self._deactivated = True
         # The connections are gone: what was held is dropped, unanswered.
         self._runtime.deactivate_adapter(self._core_ids, answer=False)
-        self._wake_idle_waiters()
-
-    def _wake_idle_waiters(self) -> None:
-        if self._abandon_timer is not None:
-            self._abandon_timer.cancel()
-            self._abandon_timer = None
-        waiters, self._idle_waiters = self._idle_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        self._cancel_abandon_timer()
 
     def _check_live(self) -> None:
         if self._deactivated:
