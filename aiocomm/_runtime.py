@@ -443,7 +443,9 @@ class Runtime:
         what the native side did not (an exception, a wrong result), and sends the
         reply now, or with this loop iteration's batch. Never raises."""
         handle = current._handle
-        if isinstance(error, asyncio.CancelledError):
+        if error is None and result is None and current._released:
+            self._dispatch_ended(current)  # answered natively: the common case
+        elif isinstance(error, asyncio.CancelledError):
             self._finish(handle, current, error=UnknownLocalError("the dispatch was cancelled"),
                          log=False)
         else:
