@@ -1,6 +1,6 @@
 #include "binding/continuation.h"
 
-#include <structmember.h>
+#include "binding/raised.h"
 
 namespace aiocomm::binding {
 
@@ -27,29 +27,6 @@ PyTypeObject* continuation_type = nullptr;
 
 Continuation* as_continuation(PyObject* self) { return reinterpret_cast<Continuation*>(self); }
 
-PyObject* take_error() {
-#if PY_VERSION_HEX >= 0x030C0000
-  return PyErr_GetRaisedException();
-#else
-  PyObject *type, *value, *traceback;
-  PyErr_Fetch(&type, &value, &traceback);
-  PyErr_NormalizeException(&type, &value, &traceback);
-  if (traceback != nullptr && value != nullptr) PyException_SetTraceback(value, traceback);
-  Py_XDECREF(type);
-  Py_XDECREF(traceback);
-  return value;
-#endif
-}
-
-void restore_error(PyObject* error) {  // steals `error`
-#if PY_VERSION_HEX >= 0x030C0000
-  PyErr_SetRaisedException(error);
-#else
-  PyErr_Restore(Py_NewRef(reinterpret_cast<PyObject*>(Py_TYPE(error))), error,
-                PyException_GetTraceback(error));
-#endif
-}
-
 PyObject* cancelled_error() {
   static PyObject* type = [] {
     PyObject* module = PyImport_ImportModule("asyncio");
@@ -64,9 +41,7 @@ PyObject* cancelled_error() {
 // What the task must see raised once the request is answered.
 bool raised_on(PyObject* error) {
   PyObject* cancelled = cancelled_error();
-  return PyErr_GivenExceptionMatches(error, PyExc_KeyboardInterrupt) ||
-         PyErr_GivenExceptionMatches(error, PyExc_SystemExit) ||
-         (cancelled != nullptr && PyErr_GivenExceptionMatches(error, cancelled));
+  return is_interrupt(error) || (cancelled != nullptr && PyErr_GivenExceptionMatches(error, cancelled));
 }
 
 // One step of the servant's coroutine: `value` sent, or `error` thrown in.
@@ -74,7 +49,7 @@ PySendResult advance(Continuation* self, PyObject* value, PyObject* error, PyObj
   *out = nullptr;
   if (self->finished) {
     if (error != nullptr) {
-      restore_error(Py_NewRef(error));
+      reraise(Py_NewRef(error));
       return PYGEN_ERROR;
     }
     *out = Py_NewRef(Py_None);
@@ -100,7 +75,7 @@ PySendResult advance(Continuation* self, PyObject* value, PyObject* error, PyObj
     if (result != nullptr) {
       sent = PYGEN_NEXT;
     } else if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
-      PyObject* stop = take_error();
+      PyObject* stop = take_raised();
       result = PyObject_GetAttrString(stop, "value");
       Py_DECREF(stop);
       sent = result != nullptr ? PYGEN_RETURN : PYGEN_ERROR;
@@ -115,13 +90,13 @@ PySendResult advance(Continuation* self, PyObject* value, PyObject* error, PyObj
   }
   self->finished = true;
   auto returned = py::reinterpret_steal<py::object>(sent == PYGEN_RETURN ? result : nullptr);
-  auto raised = py::reinterpret_steal<py::object>(sent == PYGEN_ERROR ? take_error() : nullptr);
+  auto raised = py::reinterpret_steal<py::object>(sent == PYGEN_ERROR ? take_raised() : nullptr);
   // The servant's frame is done with: so is what it kept.
   Py_CLEAR(self->coroutine);
   self->dispatch->conclude_continued(self->handle, self->request, self->current, self->suspended,
                                      returned ? std::move(returned) : py::none(), raised);
   if (raised && raised_on(raised.ptr())) {
-    restore_error(raised.release().ptr());
+    reraise(raised.release().ptr());
     return PYGEN_ERROR;
   }
   *out = Py_NewRef(Py_None);

@@ -17,6 +17,7 @@
 #include "binding/builtin_operations.h"
 #include "binding/continuation.h"
 #include "binding/handle.h"
+#include "binding/raised.h"
 #include "protocol/message.h"
 
 namespace aiocomm::binding {
@@ -52,37 +53,6 @@ py::object lenient_str_of(const std::string& text) {
   PyObject* s = PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "replace");
   if (s == nullptr) PyErr_Clear();
   return py::reinterpret_steal<py::object>(s);
-}
-
-// The exception being raised, normalized, with its traceback; clears it.
-PyObject* take_raised() {
-#if PY_VERSION_HEX >= 0x030C0000
-  return PyErr_GetRaisedException();
-#else
-  PyObject *type, *value, *traceback;
-  PyErr_Fetch(&type, &value, &traceback);
-  PyErr_NormalizeException(&type, &value, &traceback);
-  if (traceback != nullptr && value != nullptr) PyException_SetTraceback(value, traceback);
-  Py_XDECREF(type);
-  Py_XDECREF(traceback);
-  return value;
-#endif
-}
-
-// KeyboardInterrupt and SystemExit stop the program once the request that
-// raised them is answered; anything else a servant raises is only answered.
-bool is_interrupt(PyObject* error) {
-  return PyErr_GivenExceptionMatches(error, PyExc_KeyboardInterrupt) ||
-         PyErr_GivenExceptionMatches(error, PyExc_SystemExit);
-}
-
-void reraise(PyObject* error) {
-#if PY_VERSION_HEX >= 0x030C0000
-  PyErr_SetRaisedException(error);
-#else
-  PyErr_Restore(Py_NewRef(reinterpret_cast<PyObject*>(Py_TYPE(error))), error,
-                PyException_GetTraceback(error));
-#endif
 }
 
 // What a codec call threw, as the Python exception it stands for (a new
