@@ -233,3 +233,24 @@ async def test_destroy_waits_for_a_suspended_dispatch_and_sends_its_reply(pair: 
     servant.release.set()
     assert await asyncio.wait_for(call, LIMIT) == b"released"
     await asyncio.wait_for(destroy, LIMIT)
+
+
+async def test_held_requests_dispatched_by_activate_inside_a_task(pair: Pair) -> None:
+    """activate() called from a task dispatches the requests its adapter held:
+    a coroutine servant's first step stands in as the current task meanwhile,
+    and the calling task is current again once activate() returns."""
+    holding = pair.server.create_object_adapter()
+    servant = Servant()
+    holding.add(servant, "s")
+    prx = pair.client.proxy(f"s:{holding.endpoints[0]}")
+    calls = [asyncio.ensure_future(prx.invoke(op, b"x"))
+             for op in ("where", "where_after_yield", "record")]
+    for _ in range(int(LIMIT / 0.01)):  # until the server holds all three
+        if pair.server.stats()["dispatches_in_flight"] >= 3:
+            break
+        await asyncio.sleep(0.01)
+    me = asyncio.current_task()
+    holding.activate()
+    assert asyncio.current_task() is me
+    assert await asyncio.wait_for(asyncio.gather(*calls), LIMIT) == [b"task", b"task", b"x"]
+    assert servant.order == ["x"]
