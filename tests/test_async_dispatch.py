@@ -56,9 +56,24 @@ class Servant:
         return b"task" if asyncio.current_task() is not None else b"no task"
 
     async def where_after_yield(self, payload: bytes, current: aiocomm.Current) -> bytes:
-        await asyncio.sleep(0)
+        first = asyncio.current_task()
+        await asyncio.sleep(0)  # a bare yield: one loop turn, still the stand-in
+        if asyncio.current_task() is not first:
+            return b"other"
+        await asyncio.sleep(0.001)  # a future: a task runs the rest
         task = asyncio.current_task()
         return b"task" if isinstance(task, asyncio.Task) else b"no task"
+
+    async def spins(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        # Bare yields until cancelled through the task it was given first.
+        me = asyncio.current_task()
+        assert me is not None
+        self.seen.append(me)
+        try:
+            while True:
+                await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            return b"cancelled while spinning: %d" % me.cancelling()
 
     async def cancelled_from_first_step(self, payload: bytes, current: aiocomm.Current) -> bytes:
         # What the first step's task is asked reaches the task that runs the rest.
@@ -119,13 +134,13 @@ class Servant:
         return 12
 
     async def wait(self, payload: bytes, current: aiocomm.Current) -> bytes:
-        await asyncio.sleep(0)  # from here on, a task
+        await asyncio.sleep(0.001)  # a timer's future: from here on, a task
         self.seen.append(asyncio.current_task())
         await self.release.wait()
         return b"released"
 
     async def catches_cancel(self, payload: bytes, current: aiocomm.Current) -> bytes:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.001)
         self.seen.append(asyncio.current_task())
         try:
             await self.release.wait()
@@ -142,6 +157,19 @@ async def test_a_coroutine_servant_is_a_task_from_its_first_step(pair: Pair) -> 
     assert await prx.invoke("where_after_yield", b"") == b"task"
     assert pair.server.stats()["native_dispatches"] == native + 2
     assert await asyncio.wait_for(prx.invoke("cancelled_from_first_step"), LIMIT) == b"cancelled: 1"
+
+
+async def test_a_servant_that_only_yields_is_cancelled_at_its_next_step(pair: Pair) -> None:
+    servant = Servant()
+    pair.adapter.add(servant, "s")
+    call = asyncio.ensure_future(pair.proxy("s").invoke("spins"))
+    for _ in range(int(LIMIT / 0.01)):
+        if servant.seen:
+            break
+        await asyncio.sleep(0.01)
+    assert servant.seen[0].cancel() is True
+    assert await asyncio.wait_for(call, LIMIT) == b"cancelled while spinning: 1"
+    assert pair.server.stats()["python_dispatches_in_flight"] == 0
 
 
 async def test_asyncio_timeout_and_task_groups_work_in_a_servant(pair: Pair) -> None:

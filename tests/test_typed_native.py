@@ -94,13 +94,13 @@ class Svc(NT.Svc):  # type: ignore[misc]
         return "not an int"
 
     async def wait(self, current: aiocomm.Current) -> str:
-        await asyncio.sleep(0)  # from here on, a task
+        await asyncio.sleep(0.001)  # a timer's future: from here on, a task
         self.seen.append(asyncio.current_task())
         await self.release.wait()
         return "released"
 
     async def catchesCancel(self, current: aiocomm.Current) -> str:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.001)
         self.seen.append(asyncio.current_task())
         try:
             await self.release.wait()

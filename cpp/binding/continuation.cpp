@@ -4,23 +4,6 @@
 
 namespace aiocomm::binding {
 
-struct Continuation {
-  PyObject_HEAD
-  NativeDispatch* dispatch;  // lives in `owner`
-  PyObject* owner;           // the inbox
-  PyObject* handle;          // the communicator's handle, kept until answered
-  PyObject* current;
-  PyObject* coroutine;       // the servant's; null once it has ended
-  PyObject* pending;         // what the first step yielded, for the task's first step
-  PyObject* task;            // the task running the rest, once suspended
-  PyObject* loop;
-  Request request;
-  Py_ssize_t cancels;        // asked of the stand-in, for the task
-  bool yield_pending;
-  bool suspended;
-  bool finished;
-};
-
 namespace {
 
 PyTypeObject* continuation_type = nullptr;
@@ -45,7 +28,10 @@ bool raised_on(PyObject* error) {
 }
 
 // One step of the servant's coroutine: `value` sent, or `error` thrown in.
-PySendResult advance(Continuation* self, PyObject* value, PyObject* error, PyObject** out) {
+}  // namespace
+
+PySendResult step_continuation(Continuation* self, PyObject* value, PyObject* error,
+                               PyObject** out) {
   *out = nullptr;
   if (self->finished) {
     if (error != nullptr) {
@@ -101,6 +87,17 @@ PySendResult advance(Continuation* self, PyObject* value, PyObject* error, PyObj
   }
   *out = Py_NewRef(Py_None);
   return PYGEN_RETURN;
+}
+
+namespace {
+
+PySendResult advance(Continuation* self, PyObject* value, PyObject* error, PyObject** out) {
+  return step_continuation(self, value, error, out);
+}
+
+// The loop's call after a bare yield: the next step, standing in again.
+PyObject* call(PyObject* self, PyObject*, PyObject*) {
+  return as_continuation(self)->dispatch->resume(as_continuation(self));
 }
 
 PySendResult am_send(PyObject* self, PyObject* arg, PyObject** result) {
@@ -191,8 +188,9 @@ PyObject* cancel(PyObject* raw, PyObject* const* args, Py_ssize_t nargs, PyObjec
     return result;
   }
   if (self->finished) Py_RETURN_FALSE;
-  // Delivered, as a task would, where the servant next suspends.
+  // Delivered, as a task would, at the servant's next step.
   ++self->cancels;
+  self->must_cancel = true;
   Py_RETURN_TRUE;
 }
 
@@ -243,6 +241,7 @@ int traverse(PyObject* raw, visitproc visit, void* arg) {
   Py_VISIT(self->handle);
   Py_VISIT(self->current);
   Py_VISIT(self->coroutine);
+  Py_VISIT(self->context);
   Py_VISIT(self->pending);
   Py_VISIT(self->task);
   Py_VISIT(self->loop);
@@ -254,6 +253,7 @@ int clear(PyObject* raw) {
   self->finished = true;
   Py_CLEAR(self->pending);
   Py_CLEAR(self->coroutine);
+  Py_CLEAR(self->context);
   Py_CLEAR(self->task);
   Py_CLEAR(self->current);
   Py_CLEAR(self->handle);
@@ -291,6 +291,7 @@ PyType_Slot slots[] = {
     {Py_am_await, reinterpret_cast<void*>(await)},
     {Py_tp_iter, reinterpret_cast<void*>(await)},
     {Py_tp_iternext, reinterpret_cast<void*>(iternext)},
+    {Py_tp_call, reinterpret_cast<void*>(call)},
     {Py_tp_methods, methods},
     {Py_tp_traverse, reinterpret_cast<void*>(traverse)},
     {Py_tp_clear, reinterpret_cast<void*>(clear)},
@@ -305,7 +306,7 @@ PyType_Spec spec = {"aiocomm._core.Continuation", sizeof(Continuation), 0,
 }  // namespace
 
 PyObject* new_continuation(NativeDispatch& dispatch, PyObject* handle, const Request& request,
-                           PyObject* current, PyObject* coroutine) {
+                           PyObject* current, PyObject* coroutine, PyObject* context) {
   auto* self = PyObject_GC_New(Continuation, continuation_type);
   if (self == nullptr) return nullptr;
   self->dispatch = &dispatch;
@@ -313,11 +314,13 @@ PyObject* new_continuation(NativeDispatch& dispatch, PyObject* handle, const Req
   self->handle = Py_NewRef(handle);
   self->current = Py_NewRef(current);
   self->coroutine = Py_NewRef(coroutine);
+  self->context = Py_NewRef(context);
   self->pending = nullptr;
   self->task = nullptr;
   self->loop = Py_NewRef(dispatch.loop());
   self->request = request;
   self->cancels = 0;
+  self->must_cancel = false;
   self->yield_pending = false;
   self->suspended = false;
   self->finished = false;
@@ -325,18 +328,12 @@ PyObject* new_continuation(NativeDispatch& dispatch, PyObject* handle, const Req
   return reinterpret_cast<PyObject*>(self);
 }
 
-PySendResult first_step(PyObject* continuation, PyObject** yielded) {
-  return advance(as_continuation(continuation), Py_None, nullptr, yielded);
-}
-
-bool continue_as(PyObject* continuation, PyObject* task, PyObject* yielded) {
-  auto* self = as_continuation(continuation);
-  self->suspended = true;
+bool continue_as(Continuation* self, PyObject* task, PyObject* yielded) {
   self->task = Py_NewRef(task);
-  // A bare yield asks for one loop turn: the task's first step is it.
-  self->yield_pending = yielded != Py_None;
-  self->pending = self->yield_pending ? Py_NewRef(yielded) : nullptr;
-  for (; self->cancels > 0; --self->cancels) {
+  self->yield_pending = true;
+  Py_XSETREF(self->pending, Py_NewRef(yielded));
+  if (self->must_cancel) {
+    self->must_cancel = false;
     PyObject* done = PyObject_CallMethod(task, "cancel", nullptr);
     if (done == nullptr) return false;
     Py_DECREF(done);
@@ -344,9 +341,9 @@ bool continue_as(PyObject* continuation, PyObject* task, PyObject* yielded) {
   return true;
 }
 
-void abandon_continuation(PyObject* continuation) {
-  PyObject* closed = close(continuation, nullptr);
-  if (closed == nullptr) PyErr_WriteUnraisable(continuation);
+void abandon_continuation(Continuation* continuation) {
+  PyObject* closed = close(reinterpret_cast<PyObject*>(continuation), nullptr);
+  if (closed == nullptr) PyErr_WriteUnraisable(reinterpret_cast<PyObject*>(continuation));
   Py_XDECREF(closed);
 }
 

@@ -629,14 +629,15 @@ void NativeDispatch::conclude(Handle& handle, const Request& e, PyObject* curren
 // An `async def` servant's first step runs here, in a copy of the context,
 // with a Continuation standing as its task (see continuation.h): most end
 // in it, with no task and no loop turn, and are answered like a plain
-// method. One that suspends continues as a task from where it stopped, in
-// that same context, and the runtime counts it in flight until it ends.
+// method. One that suspends goes on from where it stopped, in that same
+// context, and the runtime counts it in flight until it ends.
 void NativeDispatch::step_coroutine(Handle& handle, const Request& e, PyObject* current,
                                     PyObject* handle_object, py::object coroutine) {
   auto context = py::reinterpret_steal<py::object>(PyContext_CopyCurrent());
   auto continuation = py::reinterpret_steal<py::object>(
-      context ? new_continuation(*this, handle_object, e, current, coroutine.ptr()) : nullptr);
-  if (!continuation || PyContext_Enter(context.ptr()) < 0) {
+      context ? new_continuation(*this, handle_object, e, current, coroutine.ptr(), context.ptr())
+              : nullptr);
+  if (!continuation) {
     auto error = py::reinterpret_steal<py::object>(take_raised());
     PyObject* closed = PyObject_CallMethod(coroutine.ptr(), "close", nullptr);
     if (closed == nullptr) PyErr_Clear();
@@ -644,53 +645,100 @@ void NativeDispatch::step_coroutine(Handle& handle, const Request& e, PyObject* 
     conclude(handle, e, current, py::none(), std::move(error));
     return;
   }
-  // The stand-in is the current task; one already running (a servant's
-  // activate() dispatching held requests) steps aside, as for an eager task.
-  py::object outer;
-  PyObject* swapped = error_of([&] {
-    outer = tasks_.current_task(tasks_.loop);
-    if (!outer.is_none()) tasks_.leave_task(tasks_.loop, outer);
-    tasks_.enter_task(tasks_.loop, continuation);
-  });
+  auto* c = reinterpret_cast<Continuation*>(continuation.ptr());
+  PyObject* raised = take_step(c, nullptr);
+  if (raised != nullptr) keep_interrupt(raised);  // answered; raised once the batch is
+  Py_XDECREF(raised);
+}
+
+PyObject* NativeDispatch::resume(Continuation* c) {
+  if (c->finished || !configured_) Py_RETURN_NONE;
+  PyObject* cancel = nullptr;
+  if (c->must_cancel) {
+    c->must_cancel = false;
+    cancel = PyObject_CallNoArgs(cancelled_error_type());
+    if (cancel == nullptr) return nullptr;
+  }
+  PyObject* raised = take_step(c, cancel);
+  Py_XDECREF(cancel);
+  if (raised == nullptr) Py_RETURN_NONE;
+  reraise(raised);  // a KeyboardInterrupt or SystemExit, answered: the loop stops
+  return nullptr;
+}
+
+PyObject* NativeDispatch::take_step(Continuation* c, PyObject* error) {
+  auto hold = py::reinterpret_borrow<py::object>(reinterpret_cast<PyObject*>(c));
   PyObject* yielded = nullptr;
   PySendResult sent = PYGEN_ERROR;
-  if (swapped == nullptr) {
-    sent = first_step(continuation.ptr(), &yielded);
-  } else {
-    reraise(swapped);
-  }
-  auto raised = py::reinterpret_steal<py::object>(sent == PYGEN_ERROR ? take_raised() : nullptr);
-  PyObject* restored = error_of([&] {
-    tasks_.leave_task(tasks_.loop, continuation);
-    if (outer && !outer.is_none()) tasks_.enter_task(tasks_.loop, outer);
+  py::object outer;
+  // The stand-in is the current task; one already running (a servant's
+  // activate() dispatching held requests) steps aside, as for an eager task.
+  PyObject* failed = error_of([&] {
+    outer = tasks_.current_task(tasks_.loop);
+    if (!outer.is_none()) tasks_.leave_task(tasks_.loop, outer);
+    tasks_.enter_task(tasks_.loop, hold);
   });
-  if (PyContext_Exit(context.ptr()) < 0) PyErr_WriteUnraisable(context.ptr());
-  if (restored != nullptr) {
-    reraise(restored);
-    PyErr_WriteUnraisable(current);
+  if (failed == nullptr) {
+    if (PyContext_Enter(c->context) == 0) {
+      sent = step_continuation(c, Py_None, error, &yielded);
+      if (sent == PYGEN_ERROR) failed = take_raised();
+      if (PyContext_Exit(c->context) < 0) PyErr_WriteUnraisable(c->context);
+    } else {
+      failed = take_raised();
+    }
+    PyObject* restored = error_of([&] {
+      tasks_.leave_task(tasks_.loop, hold);
+      if (outer && !outer.is_none()) tasks_.enter_task(tasks_.loop, outer);
+    });
+    if (restored != nullptr) {
+      reraise(restored);
+      PyErr_WriteUnraisable(reinterpret_cast<PyObject*>(c));
+    }
   }
   auto value = py::reinterpret_steal<py::object>(yielded);
-  if (sent == PYGEN_RETURN) return;  // ended, answered
+  if (sent == PYGEN_RETURN) return nullptr;  // ended, answered
   if (sent == PYGEN_ERROR) {
-    if (swapped != nullptr) {  // never stepped: our failure, answered here
-      abandon_continuation(continuation.ptr());
-      conclude(handle, e, current, py::none(), std::move(raised));
-    } else if (raised && is_interrupt(raised.ptr())) {
-      keep_interrupt(raised.ptr());  // answered; raised once the batch is
-    }  // else a CancelledError the servant raised itself, answered
-    return;
+    auto error_object = py::reinterpret_steal<py::object>(failed);
+    if (!c->finished) {
+      // Not the servant's: the step could not be taken. Answered here.
+      abandon_continuation(c);
+      conclude_continued(c->handle, c->request, c->current, c->suspended, py::none(),
+                         std::move(error_object));
+      return nullptr;
+    }
+    // The servant's, answered: a CancelledError ends here; an interrupt goes on.
+    return error_object && is_interrupt(error_object.ptr()) ? error_object.release().ptr() : nullptr;
   }
-  // Suspended: a task takes over, in the same context.
-  PyObject* args[] = {continuation.ptr(), tasks_.loop.ptr(), context.ptr()};
-  auto task = py::reinterpret_steal<py::object>(
-      PyObject_Vectorcall(tasks_.task_type.ptr(), args, 1, tasks_.kwnames.ptr()));
-  if (!task || !continue_as(continuation.ptr(), task.ptr(), value.ptr())) {
-    auto error = py::reinterpret_steal<py::object>(take_raised());
-    abandon_continuation(continuation.ptr());
-    conclude(handle, e, current, py::none(), std::move(error));
-    return;
+  // Suspended: counted in flight from its first suspension until it ends.
+  if (!c->suspended) {
+    c->suspended = true;
+    call_runtime(suspended_, {c->current});
   }
-  call_runtime(suspended_, {current});
+  PyObject* arranged = error_of([&] {
+    if (value.is_none()) {
+      // A bare yield asks for one loop turn: the next step after it.
+      tasks_.loop.attr("call_soon")(hold);
+    } else {
+      // A future (or what a task makes of anything else): a task waits for it.
+      PyObject* args[] = {hold.ptr(), tasks_.loop.ptr(), c->context};
+      auto task = py::reinterpret_steal<py::object>(
+          PyObject_Vectorcall(tasks_.task_type.ptr(), args, 1, tasks_.kwnames.ptr()));
+      if (!task || !continue_as(c, task.ptr(), value.ptr())) throw py::error_already_set();
+    }
+  });
+  if (arranged != nullptr) {
+    abandon_continuation(c);
+    conclude_continued(c->handle, c->request, c->current, c->suspended, py::none(),
+                       py::reinterpret_steal<py::object>(arranged));
+  }
+  return nullptr;
+}
+
+PyObject* NativeDispatch::cancelled_error_type() {
+  if (!cancelled_error_) {
+    cancelled_error_ = py::module_::import("asyncio").attr("CancelledError");
+  }
+  return cancelled_error_.ptr();
 }
 
 void NativeDispatch::conclude_continued(PyObject* handle_object, const Request& request,

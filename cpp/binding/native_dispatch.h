@@ -34,6 +34,7 @@ namespace aiocomm::binding {
 namespace py = pybind11;
 
 class Handle;
+struct Continuation;
 
 // What a reply is addressed by.
 struct Request {
@@ -102,6 +103,9 @@ class NativeDispatch {
   // `result`), in its first step or after it `suspended`.
   void conclude_continued(PyObject* handle_object, const Request& request, PyObject* current,
                           bool suspended, py::object result, py::object error);
+  // A Continuation's step after a bare yield (the loop calls it): None, or
+  // null with a KeyboardInterrupt or SystemExit set, answered.
+  PyObject* resume(Continuation* continuation);
   // For continuations: their steps count as servant calls; their loop.
   void count_call(int delta) noexcept { calls_in_progress_ += delta; }
   PyObject* loop() const noexcept { return tasks_.loop.ptr(); }
@@ -152,6 +156,12 @@ class NativeDispatch {
                 py::object error);
   void step_coroutine(Handle& handle, const Request& e, PyObject* current,
                       PyObject* handle_object, py::object coroutine);
+  // One step standing in as the current task (with `error` thrown in, if
+  // any), then what follows it: another step a loop turn later, or a task.
+  // Returns a KeyboardInterrupt or SystemExit the servant raised (answered;
+  // a new reference), else null.
+  PyObject* take_step(Continuation* continuation, PyObject* error);
+  PyObject* cancelled_error_type();
   // Calls a runtime method; what it raises is reported, or kept when it
   // is a KeyboardInterrupt or SystemExit.
   void call_runtime(const py::object& function, std::initializer_list<PyObject*> args);
@@ -179,7 +189,8 @@ class NativeDispatch {
   py::object encoding_1_1_;
   py::object typed_async_;  // native_async(result, operation, servant, name) -> coroutine
   py::object typed_error_;  // native_error(error, operation, servant, name) -> error
-  py::object undecodable_;  // undecodable(name, marshal_error) -> UnknownLocalError
+  py::object undecodable_;
+  py::object cancelled_error_;  // asyncio.CancelledError  // undecodable(name, marshal_error) -> UnknownLocalError
 };
 
 }  // namespace aiocomm::binding
