@@ -2,7 +2,10 @@
 flat over a long echo run.
 
     python -m bench.memory [--connections 500] [--requests 10000000] [--loop uvloop]
+                           [--servant async|plain]
 
+The long run echoes through an `async def` servant by default (what users
+write); `--servant plain` takes a `def` method instead.
 Client and server run in separate processes; RSS is read from /proc.
 """
 
@@ -34,6 +37,9 @@ class Control:
     def echo(self, payload: bytes, current: aiocomm.Current) -> bytes:
         return payload
 
+    async def aecho(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        return payload
+
 
 async def serve(adapters: int) -> None:
     async with aiocomm.Communicator() as comm:
@@ -48,7 +54,7 @@ async def serve(adapters: int) -> None:
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 
 
-async def client(endpoints: list[str], requests: int) -> None:
+async def client(endpoints: list[str], requests: int, operation: str) -> None:
     async with aiocomm.Communicator() as comm:
         control = comm.proxy(f"c:{endpoints[0]}")
         await control.ping()
@@ -73,7 +79,7 @@ async def client(endpoints: list[str], requests: int) -> None:
             async def worker(count: int) -> None:
                 nonlocal done
                 for _ in range(count):
-                    await control.invoke("echo", payload)
+                    await control.invoke(operation, payload)
                     done += 1
 
             started = time.perf_counter()
@@ -84,7 +90,8 @@ async def client(endpoints: list[str], requests: int) -> None:
                 samples.append((done, rss_kib(), int(await control.invoke("rss"))))
             await task
             elapsed = time.perf_counter() - started
-            print(f"long run: {done:,} requests in {elapsed:.0f} s ({done / elapsed:,.0f}/s)")
+            print(f"long run ({operation}): {done:,} requests in {elapsed:.0f} s "
+                  f"({done / elapsed:,.0f}/s)")
             print(f"  {'requests':>12} {'client RSS':>12} {'server RSS':>12}")
             for count, client_rss, server_rss in samples:
                 print(f"  {count:12,} {client_rss:10,} K {server_rss:10,} K")
@@ -95,6 +102,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=500)
     parser.add_argument("--requests", type=int, default=0)
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="uvloop")
+    parser.add_argument("--servant", choices=["async", "plain"], default="async")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     run = uvloop.run if args.loop == "uvloop" else asyncio.run
@@ -112,7 +120,7 @@ def main() -> None:
             break
         endpoints.append(line.strip())
     try:
-        run(client(endpoints, args.requests))
+        run(client(endpoints, args.requests, "aecho" if args.servant == "async" else "echo"))
     finally:
         server.stdin.close()
         server.wait(30)
