@@ -6,7 +6,9 @@ modules build, as decode targets; it also writes the seed corpus.
 A target is ``(name, check)``; ``check(data)`` decodes ``data`` with one
 descriptor and, when that succeeds, re-encodes the result and decodes it
 again: the second encoding must equal the first (a value the decoder built is
-one the encoder takes, and the two agree on it). Decoding may fail with
+one the encoder takes, and the two agree on it), except for what by design
+cannot be sent on: a value holding an ``UnknownSlicedValue`` (its slices were
+not kept), which the encoder refuses with TypeError. Decoding may fail with
 ``aiocomm.MarshalError`` only; any other exception is a bug the C++ side
 reports as a crash.
 
@@ -177,6 +179,17 @@ def _result(op: ast.Operation, values: list[Any], ret: Any) -> Any:
     return results[0] if len(results) == 1 else tuple(results)
 
 
+def _encoded(encode: Callable[[Any], bytes], value: Any) -> bytes | None:
+    """``encode(value)``, or None for a value that by design cannot be sent on
+    (it holds an UnknownSlicedValue, whose slices were not kept)."""
+    try:
+        return encode(value)
+    except TypeError as error:
+        if "UnknownSlicedValue" in str(error):
+            return None
+        raise
+
+
 class Harness:
     def __init__(self) -> None:
         # Proxies decode bound to a communicator (its I/O thread idles; the
@@ -195,7 +208,9 @@ class Harness:
 
         def check(data: bytes) -> None:
             value = t.decode(data, comm)
-            first = t.encode(value)
+            first = _encoded(t.encode, value)
+            if first is None:
+                return
             again = t.encode(t.decode(first, comm))
             if again != first:
                 raise AssertionError(f"{t!r}: re-encoding differs:\n {first.hex()}\n {again.hex()}")
@@ -217,7 +232,9 @@ class Harness:
 
         def check(data: bytes) -> None:
             value = decode(data, comm)
-            first = encode(value)
+            first = _encoded(encode, value)
+            if first is None:
+                return
             again = encode(decode(first, comm))
             if again != first:
                 raise AssertionError(f"{op.name} {kind}: re-encoding differs:\n"
