@@ -8,8 +8,9 @@ at all). A call whose cached endpoints cannot be reached drops the entry and
 asks the locator once more. It also registers object adapters through the
 locator's ``LocatorRegistry``.
 
-The communicator makes one client per locator proxy and hands it to the
-proxies and adapters that use it; this module knows the proxy, never the
+The communicator keeps one client per locator proxy (:class:`LocatorClients`,
+reached through its channel) and hands them to the proxies and adapters that
+use them; this module knows the proxy and the channel, never the
 communicator or the adapter.
 """
 
@@ -22,6 +23,7 @@ from importlib import resources
 from types import ModuleType
 from typing import Any, TypeVar
 
+from ._channel import Channel
 from ._fallback import with_fallback
 from ._proxy_string import Endpoint, parse_endpoint
 from .errors import (
@@ -35,13 +37,14 @@ from .errors import (
     LocatorTimeoutError,
     LocatorUnreachableError,
     NotRegisteredError,
+    ProxyParseError,
     RegistrationError,
     UserError,
 )
 from .identity import Identity
-from .proxy import Proxy
+from .proxy import Proxy, parse
 
-__all__ = ["LocatorClient"]
+__all__ = ["LocatorClient", "LocatorClients"]
 
 logger = logging.getLogger("aiocomm")
 
@@ -77,6 +80,39 @@ def _stale(error: BaseException, idempotent: bool) -> bool:
     if isinstance(error, ConnectionRefusedError | ConnectTimeoutError):
         return True
     return idempotent and isinstance(error, ConnectionLostError)
+
+
+class LocatorClients:
+    """A communicator's locator clients, one per locator proxy (shared by
+    every proxy and adapter that names the same locator)."""
+
+    def __init__(self, cache_timeout: float, default_timeout: float) -> None:
+        self._cache_timeout = cache_timeout
+        self._default_timeout = default_timeout
+        self._clients: dict[str, LocatorClient] = {}
+
+    def client(self, channel: Channel, locator: object) -> LocatorClient | None:
+        """The client of ``locator`` (a proxy, a typed proxy, its string, or None
+        for none); ``channel`` parses a string. The channel is an argument, not
+        kept: the channel holds this registry."""
+        if locator is None:
+            return None
+        if isinstance(locator, str):
+            proxy = parse(channel, locator)
+        else:
+            inner = locator if isinstance(locator, Proxy) else getattr(locator, "proxy", None)
+            if not isinstance(inner, Proxy):
+                raise TypeError("a locator is a proxy, a typed proxy or a proxy string, not "
+                                f"{type(locator).__name__}")
+            proxy = inner
+        if proxy.adapter_id is not None:
+            raise ProxyParseError(f"a locator proxy needs endpoints, not {proxy}")
+        key = str(proxy)
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = LocatorClient(proxy, self._cache_timeout,
+                                                        self._default_timeout)
+        return client
 
 
 class _Entry:

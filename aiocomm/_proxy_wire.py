@@ -9,15 +9,13 @@ decoding, as a client without that transport could not use them anyway.
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ._channel import channel_of
 from ._proxy_string import Endpoint, parse_endpoint
 from .errors import MarshalError, ProxyParseError
 from .identity import Identity
 from .proxy import Proxy
-
-if TYPE_CHECKING:
-    from .communicator import Communicator
 
 __all__ = ["decode", "encode"]
 
@@ -111,15 +109,17 @@ def _tcp_endpoint(body: bytes) -> Endpoint:
     return endpoint
 
 
-def decode(communicator: Communicator | None, name: str, category: str, facet: str, mode: int,
+def decode(receiver: object, name: str, category: str, facet: str, mode: int,
            secure: bool, encoding: tuple[int, int], endpoints: list[tuple[int, bytes]],
            adapter_id: str, *_: Any) -> Proxy:
-    """A proxy bound to ``communicator`` (the receiver's), from its decoded parts."""
-    if communicator is None:
+    """A proxy bound to the receiver (a communicator, or its channel), from its
+    decoded parts."""
+    channel = channel_of(receiver)
+    if channel is None:
         raise MarshalError("a proxy can only be decoded for a communicator")
     tcp = tuple(_tcp_endpoint(body) for kind, body in endpoints if kind == TCP)
     # No endpoints: indirect (an adapter id) or well-known (none), resolved
     # through the receiving communicator's locator.
-    return Proxy(communicator, Identity(name, category), facet, tcp,
+    return Proxy(channel, Identity(name, category), facet, tcp,
                  oneway=mode in _ONEWAY_MODES, adapter_id=adapter_id,
-                 locator=None if tcp else communicator._locator)
+                 locator=None if tcp else channel.default_locator)

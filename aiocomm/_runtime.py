@@ -41,7 +41,7 @@ from .errors import (
 )
 from .identity import Current, Identity, OperationMode
 
-__all__ = ["Runtime", "current_dispatch"]
+__all__ = ["Runtime", "current_dispatch", "release_current_dispatch"]
 
 logger = logging.getLogger("aiocomm")
 
@@ -50,6 +50,16 @@ logger = logging.getLogger("aiocomm")
 current_dispatch: contextvars.ContextVar[Current | None] = contextvars.ContextVar(
     "aiocomm_current_dispatch", default=None
 )
+
+
+def release_current_dispatch(handle: _core.Communicator) -> None:
+    """Lets the running dispatch go, if it is one of ``handle``'s: a servant
+    that destroys its own communicator must not be waited for by that destroy."""
+    current = current_dispatch.get()
+    if current is not None and current._handle is handle and not current._released:
+        current._released = True
+        handle.finish_dispatch(current._connection_id)
+
 
 _REPLY_OK, _REPLY_USER = 0, 1
 _MODES = tuple(OperationMode)

@@ -19,6 +19,7 @@ from .identity import Current, Identity
 from .proxy import Proxy
 
 if TYPE_CHECKING:
+    from ._channel import Channel
     from ._registration import Registration
     from ._runtime import Runtime
     from .communicator import Communicator
@@ -37,11 +38,14 @@ class ObjectAdapter:
     ``servant.ice_invoke(payload, current)`` when the servant has one.
     """
 
-    def __init__(self, communicator: Communicator, runtime: Runtime, name: str,
+    def __init__(self, communicator: Communicator, channel: Channel, runtime: Runtime, name: str,
                  core_ids: list[int], published: tuple[Endpoint, ...],
                  authorize: Callable[[Current], bool] | None = None, *,
                  registration: Registration | None = None) -> None:
         self._communicator = weakref.ref(communicator)
+        # What its proxies bind to, and what typed parameters decode against
+        # (native_dispatch.cpp reads it): proxies in them bind to it.
+        self._channel = weakref.ref(channel)
         # Asked before every dispatch (native_dispatch.cpp; Runtime._unauthorized).
         self._authorize = authorize
         self._runtime = runtime
@@ -120,21 +124,21 @@ class ObjectAdapter:
         """A proxy for ``identity`` at this adapter's endpoints; for an adapter
         with an ``adapter_id``, an indirect one (``identity @ adapter_id``, or the
         replica group's id) that the locator resolves."""
-        communicator = self._communicator()
-        if communicator is None:
+        channel = self._channel()
+        if channel is None:
             raise CommunicatorDestroyedError("the communicator has been destroyed or collected")
         registration = self._registration
         if registration is not None:
-            return Proxy(communicator, Identity.of(identity), facet, (),
+            return Proxy(channel, Identity.of(identity), facet, (),
                          adapter_id=registration.proxy_id, locator=registration.locator)
-        return Proxy(communicator, Identity.of(identity), facet, self._published)
+        return Proxy(channel, Identity.of(identity), facet, self._published)
 
     def create_direct_proxy(self, identity: str | Identity, *, facet: str = "") -> Proxy:
         """A proxy for ``identity`` at this adapter's published endpoints (never indirect)."""
-        communicator = self._communicator()
-        if communicator is None:
+        channel = self._channel()
+        if channel is None:
             raise CommunicatorDestroyedError("the communicator has been destroyed or collected")
-        return Proxy(communicator, Identity.of(identity), facet, self._published)
+        return Proxy(channel, Identity.of(identity), facet, self._published)
 
     # ---------------------------------------------------------- lifecycle
 

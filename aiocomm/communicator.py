@@ -15,14 +15,15 @@ from types import TracebackType
 from typing import Any
 
 from . import _core
-from ._locator import LocatorClient
-from ._proxy_string import Endpoint, parse_endpoints, parse_proxy
+from ._channel import Channel
+from ._locator import LocatorClients
+from ._proxy_string import Endpoint, parse_endpoints
 from ._registration import Registration
-from ._runtime import Runtime, current_dispatch
+from ._runtime import Runtime, release_current_dispatch
 from .adapter import ObjectAdapter
-from .errors import CommunicatorDestroyedError, ProxyParseError, WrongLoopError
+from .errors import CommunicatorDestroyedError, ProxyParseError
 from .identity import Current
-from .proxy import Proxy
+from .proxy import Proxy, parse
 from .tls import TLS, require_tls
 
 __all__ = ["Communicator"]
@@ -215,7 +216,6 @@ class Communicator:
         if locator_cache_timeout < 0 and locator_cache_timeout != -1:
             raise ValueError("locator_cache_timeout must be -1 (forever), 0 (never) or "
                              f"positive, not {locator_cache_timeout}")
-        self._invocation_timeout = invocation_timeout
         self._options = {"io_threads": io_threads, "idle_timeout": idle_timeout,
                          "message_size_max": message_size_max,
                          "connect_timeout": connect_timeout,
@@ -235,56 +235,34 @@ class Communicator:
             # what it writes itself, as over tcp it sends it itself.
             tls._apply(handle)
         self._handle = handle
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runtime: Runtime | None = None
+        # What proxies and adapters read of this communicator (_channel.py).
+        self._channel = channel = Channel(self, handle, self._inbox, invocation_timeout)
         self._adapters: list[ObjectAdapter] = []
         self._destroy: _DestroyCompletion | None = None
         self._shutdown = False
         self._shutdown_waiters: list[asyncio.Future[None]] = []
         self._source_traceback = traceback.extract_stack(limit=8)[:-1]
-        self._locators: dict[str, LocatorClient] = {}
+        channel.locators = LocatorClients(
+            float(locator_cache_timeout), float(invocation_timeout or connect_timeout))
         self._clearing: asyncio.Task[Any] | None = None  # see _clear_registrations
-        self._locator: LocatorClient | None = None
         if locator is not None:
-            self._locator = self._locator_client(locator)
+            channel.default_locator = channel.locators.client(channel, locator)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
         if loop is not None:
-            self._bind(loop)
+            channel.bind(loop)
 
     # ------------------------------------------------------------- loops
 
-    def _bind(self, loop: asyncio.AbstractEventLoop) -> Runtime:
-        self._loop = loop
-        self._runtime = Runtime(loop, self._inbox, self._handle)
-        return self._runtime
-
     def _destroy_begun(self) -> bool:
-        """Destroy has started (it may not have finished: see is_destroyed).
-        Everything destroy refuses is refused from here on."""
-        return self._destroy is not None or self._handle.destroying
-
-    def _runtime_for_call(self) -> Runtime:
-        """The runtime of the running loop; raises when destroyed or on another loop."""
-        if self._destroy_begun():
-            raise CommunicatorDestroyedError("the communicator has been destroyed")
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            raise RuntimeError("aiocomm needs a running event loop for this call") from None
-        runtime = self._runtime
-        if runtime is None:
-            return self._bind(loop)
-        if loop is not runtime.loop:
-            raise WrongLoopError("this communicator belongs to another event loop")
-        return runtime
+        return self._channel.destroy_begun()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
         """The event loop this communicator is bound to (None until first use)."""
-        return self._loop
+        return self._channel.loop
 
     # ----------------------------------------------------------- servers
 
@@ -333,10 +311,10 @@ class Communicator:
                 raise TypeError(f"{option} must be a non-empty str or None, not {value!r}")
         if replica_group_id is not None and adapter_id is None:
             raise ValueError("a replica_group_id needs an adapter_id (each replica has its own)")
-        if adapter_id is not None and self._locator is None:
+        if adapter_id is not None and self._channel.default_locator is None:
             raise ValueError("an adapter_id registers with a locator: create the communicator "
                              "with Communicator(locator=...)")
-        runtime = self._runtime_for_call()
+        runtime = self._channel.runtime_for_call()
         if self._shutdown:
             raise CommunicatorDestroyedError("the communicator has been shut down")
         parsed = parse_endpoints(endpoints)
@@ -372,11 +350,11 @@ class Communicator:
             published = [e if e.port else dataclasses.replace(e, port=port) for e in publish_as]
         name = name or f"adapter-{next(_adapter_names)}"
         registration = None
-        if adapter_id is not None and self._locator is not None:
-            registration = Registration(runtime.loop, self._locator, adapter_id,
+        if adapter_id is not None and self._channel.default_locator is not None:
+            registration = Registration(runtime.loop, self._channel.default_locator, adapter_id,
                                         replica_group_id, name)
-        adapter = ObjectAdapter(self, runtime, name, core_ids, tuple(published), authorize,
-                                registration=registration)
+        adapter = ObjectAdapter(self, self._channel, runtime, name, core_ids, tuple(published),
+                                authorize, registration=registration)
         self._adapters.append(adapter)
         return adapter
 
@@ -395,42 +373,13 @@ class Communicator:
 
     def proxy(self, text: str) -> Proxy:
         """Parses a stringified proxy, such as ``"hello:tcp -h 127.0.0.1 -p 10000"``."""
-        if self._destroy_begun():
-            raise CommunicatorDestroyedError("the communicator has been destroyed")
-        spec = parse_proxy(text)
-        if any(e.secure for e in spec.endpoints):
-            require_tls()
-        return Proxy(self, spec.identity, spec.facet, spec.endpoints,
-                     oneway=spec.mode == "oneway", adapter_id=spec.adapter_id,
-                     locator=self._locator if spec.adapter_id is not None else None)
+        return parse(self._channel, text)
 
     @property
     def locator(self) -> Proxy | None:
         """The default locator's proxy (``Communicator(locator=...)``), if any."""
-        return None if self._locator is None else self._locator.proxy
-
-    def _locator_client(self, locator: object) -> LocatorClient | None:
-        """The (shared) client of ``locator``: a proxy, a typed proxy, its string, or None."""
-        if locator is None:
-            return None
-        if isinstance(locator, str):
-            proxy = self.proxy(locator)
-        else:
-            inner = locator if isinstance(locator, Proxy) else getattr(locator, "proxy", None)
-            if not isinstance(inner, Proxy):
-                raise TypeError("a locator is a proxy, a typed proxy or a proxy string, not "
-                                f"{type(locator).__name__}")
-            proxy = inner
-        if proxy.adapter_id is not None:
-            raise ProxyParseError(f"a locator proxy needs endpoints, not {proxy}")
-        key = str(proxy)
-        client = self._locators.get(key)
-        if client is None:
-            options: dict[str, Any] = self._options
-            bound = options["invocation_timeout"] or options["connect_timeout"]
-            client = self._locators[key] = LocatorClient(
-                proxy, float(options["locator_cache_timeout"]), float(bound))
-        return client
+        locator = self._channel.default_locator
+        return None if locator is None else locator.proxy
 
     # --------------------------------------------------------- lifecycle
 
@@ -450,13 +399,13 @@ class Communicator:
     async def wait_for_shutdown(self) -> None:
         """Returns once :meth:`shutdown` (or destroy) has happened and the dispatches
         in flight have finished."""
-        runtime = self._runtime
+        runtime = self._channel.runtime
         if not self._shutdown:
             loop = asyncio.get_running_loop()
             waiter: asyncio.Future[None] = loop.create_future()
             self._shutdown_waiters.append(waiter)
             await waiter
-            runtime = self._runtime
+            runtime = self._channel.runtime
         if runtime is not None and not runtime.loop.is_closed():
             while runtime.in_flight and not runtime.closed:
                 await runtime.wait_idle()
@@ -491,13 +440,13 @@ class Communicator:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        if loop is not None and loop is self._loop and self._destroy is None:
+        if loop is not None and loop is self._channel.loop and self._destroy is None:
             clearing = self._clear_registrations(loop)
             if clearing is not None:
                 return clearing
         completion = self._start_destroy(loop)
         if loop is None:
-            bound = self._loop
+            bound = self._channel.loop
             self._handle.destroy_blocking(
                 wait_for_dispatches=bound is not None and bound.is_running()
                 and not bound.is_closed())
@@ -518,7 +467,7 @@ class Communicator:
                      if (task := adapter._clear_registration()) is not None]
             if not tasks:
                 return None
-            self._release_current_dispatch()  # a servant destroying its communicator
+            release_current_dispatch(self._handle)  # a servant destroying its communicator
             clearing = self._clearing = loop.create_task(
                 asyncio.wait(tasks, timeout=self._options["close_timeout"]))
         elif clearing.done():
@@ -539,16 +488,17 @@ class Communicator:
         return future
 
     def _start_destroy(self, loop: asyncio.AbstractEventLoop | None) -> _DestroyCompletion:
-        self._release_current_dispatch()
+        release_current_dispatch(self._handle)
         if self._destroy is not None:
             return self._destroy
-        completion = _DestroyCompletion(self._handle, self._runtime)
+        completion = _DestroyCompletion(self._handle, self._channel.runtime)
         self._destroy = completion
+        self._channel.closing = True
         self._shutdown = True
         for adapter in self._adapters:
             adapter._refuse_held()
         self._wake_shutdown_waiters()
-        bound = self._loop
+        bound = self._channel.loop
         # Only the bound loop can finish dispatches: wait for them only when
         # destroy is awaited there (elsewhere, the loop may never run again).
         wait = bound is not None and loop is bound and not bound.is_closed()
@@ -556,16 +506,9 @@ class Communicator:
             completion.mark_done()
         return completion
 
-    def _release_current_dispatch(self) -> None:
-        """A servant that destroys its own communicator must not be waited for."""
-        current = current_dispatch.get()
-        if current is not None and current._handle is self._handle and not current._released:
-            current._released = True
-            self._handle.finish_dispatch(current._connection_id)
-
     async def __aenter__(self) -> Communicator:
-        if self._runtime is None and self._destroy is None:
-            self._bind(asyncio.get_running_loop())
+        if self._channel.runtime is None and self._destroy is None:
+            self._channel.bind(asyncio.get_running_loop())
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
@@ -575,7 +518,7 @@ class Communicator:
     def stats(self) -> dict[str, int]:
         """Counters that explain performance: wake-ups, syscalls, GIL takes, ..."""
         counters: dict[str, int] = dict(self._handle.stats())
-        runtime = self._runtime
+        runtime = self._channel.runtime
         counters["pending_invocations"] = (
             len(runtime.pending) + runtime.inbox.pending() if runtime else 0)
         counters["native_dispatches"] = self._inbox.native_dispatches()

@@ -10,9 +10,10 @@ from threading import get_ident as _get_ident
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _core
+from ._channel import Channel
 from ._encoding import decode_bool, decode_string, decode_string_seq, encode_string
 from ._fallback import with_fallback
-from ._proxy_string import Endpoint, format_adapter_id, format_endpoint
+from ._proxy_string import Endpoint, format_adapter_id, format_endpoint, parse_proxy
 from .errors import (
     CommunicatorDestroyedError,
     ConnectionRefusedError,
@@ -21,11 +22,12 @@ from .errors import (
     NotRegisteredError,
 )
 from .identity import Identity
+from .tls import require_tls
 
 if TYPE_CHECKING:
     from .communicator import Communicator
 
-__all__ = ["Proxy"]
+__all__ = ["Proxy", "parse"]
 
 _NORMAL, _IDEMPOTENT = 0, 2
 _UNSET: Any = object()
@@ -46,21 +48,22 @@ class Resolver(Protocol):
 class Proxy:
     """An immutable reference to an Ice object: identity, facet, mode and endpoints.
 
-    Proxies hold their communicator weakly: a proxy does not keep a
-    communicator alive, and calls through a proxy whose communicator is gone
-    raise :class:`~aiocomm.CommunicatorDestroyedError`.
+    Made by :meth:`Communicator.proxy <aiocomm.Communicator.proxy>` and by
+    adapters. Proxies hold their communicator's channel weakly: a proxy does
+    not keep a communicator alive, and calls through a proxy whose
+    communicator is gone raise :class:`~aiocomm.CommunicatorDestroyedError`.
     """
 
-    __slots__ = ("__weakref__", "_adapter_id", "_cached", "_communicator", "_context",
+    __slots__ = ("__weakref__", "_adapter_id", "_cached", "_channel", "_context",
                  "_endpoints", "_facet", "_identity", "_locator", "_oneway", "_prefix",
                  "_resolved", "_rotation", "_target", "_timeout")
 
-    def __init__(self, communicator: Communicator, identity: Identity, facet: str,
+    def __init__(self, channel: Channel, identity: Identity, facet: str,
                  endpoints: tuple[Endpoint, ...], *, oneway: bool = False,
                  timeout: float | None = None, context: Mapping[str, str] | None = None,
                  adapter_id: str | None = None, locator: Resolver | None = None,
                  connection_cached: bool = True) -> None:
-        self._communicator = weakref.ref(communicator)
+        self._channel = weakref.ref(channel)
         self._identity = identity
         self._facet = facet
         self._endpoints = endpoints
@@ -83,7 +86,7 @@ class Proxy:
             # Successive requests go to successive endpoints (each over its
             # own connection); one that cannot connect falls back to the
             # whole list (_balanced), so a dead endpoint never costs the call.
-            singles = [Proxy(communicator, identity, facet, (e,), oneway=oneway, timeout=timeout,
+            singles = [Proxy(channel, identity, facet, (e,), oneway=oneway, timeout=timeout,
                              context=context) for e in endpoints]
             for single in singles:
                 # A key of their own while connecting: a request for the whole
@@ -103,8 +106,8 @@ class Proxy:
         A oneway proxy's awaitable completes (with ``b""``) once the request is written.
         Raises :class:`~aiocomm.CommunicatorDestroyedError` after destroy.
         """
-        communicator = self._communicator()
-        if communicator is None:
+        channel = self._channel()
+        if channel is None:
             raise CommunicatorDestroyedError("the communicator has been destroyed or collected")
         if type(operation) is not str:
             raise TypeError(f"operation must be a str, not {type(operation).__name__}")
@@ -112,17 +115,17 @@ class Proxy:
             payload = b""
         elif type(payload) is not bytes and not isinstance(payload, bytes | bytearray | memoryview):
             raise TypeError(f"payload must be bytes-like, not {type(payload).__name__}")
-        runtime = communicator._runtime
+        runtime = channel.runtime
         # On the loop's own thread with that loop running, it is the running
         # loop (one per thread); cheaper to check than get_running_loop(),
         # which makes a getpid() system call on every call in CPython 3.11.
-        if (runtime is None or communicator._destroy is not None
+        if (runtime is None or channel.closing
                 or _get_ident() != runtime.thread_id or not runtime.loop.is_running()):
-            runtime = communicator._runtime_for_call()  # binds, or raises the right error
+            runtime = channel.runtime_for_call()  # binds, or raises the right error
         if timeout is None:
             timeout = self._timeout
             if timeout is None:
-                timeout = communicator._invocation_timeout
+                timeout = channel.invocation_timeout
         else:
             _check_timeout(timeout)
         if context is None:
@@ -135,14 +138,12 @@ class Proxy:
             if locator is None:
                 raise NotRegisteredError(f"proxy '{self}' has no endpoints and no locator to find "
                                          "them (Communicator(locator=...), with_locator())")
-            del communicator
             return locator.invoke(self, operation, payload, idempotent, context, timeout)
         if self._rotation is not None:
-            del communicator
             return self._balanced(runtime.loop, next(self._rotation[1]), operation, payload,
                                   idempotent, context, timeout)
-        handle = communicator._handle
-        del communicator  # a pending call does not keep the communicator alive
+        handle = channel.handle
+        del channel  # a pending call does not keep the communicator's state alive
         if timeout is None and not self._oneway:
             # The common call: one native step, its future completed natively.
             try:
@@ -197,10 +198,10 @@ class Proxy:
               oneway: bool | None = None, timeout: Any = _UNSET,
               context: Any = _UNSET, endpoints: tuple[Endpoint, ...] | None = None,
               locator: Any = _UNSET, connection_cached: bool | None = None) -> Proxy:
-        communicator = self._communicator()
-        if communicator is None:
+        channel = self._channel()
+        if channel is None:
             raise CommunicatorDestroyedError("the communicator has been destroyed or collected")
-        return Proxy(communicator, identity if identity is not None else self._identity,
+        return Proxy(channel, identity if identity is not None else self._identity,
                      facet if facet is not None else self._facet,
                      self._endpoints if endpoints is None else endpoints,
                      oneway=self._oneway if oneway is None else oneway,
@@ -223,10 +224,10 @@ class Proxy:
         """A copy that resolves through ``locator`` (a proxy to an ``Ice::Locator``,
         a typed one, its string, or None for none). Only proxies without
         endpoints (indirect or well-known) consult it."""
-        communicator = self._communicator()
-        if communicator is None:
+        channel = self._channel()
+        if channel is None:
             raise CommunicatorDestroyedError("the communicator has been destroyed or collected")
-        return self._copy(locator=communicator._locator_client(locator))
+        return self._copy(locator=channel.locators.client(channel, locator))
 
     def with_connection_cached(self, cached: bool) -> Proxy:
         """``False``: each request picks the next of the proxy's endpoints (or, for
@@ -303,7 +304,8 @@ class Proxy:
 
     @property
     def communicator(self) -> Communicator | None:
-        return self._communicator()
+        channel = self._channel()
+        return None if channel is None else channel.owner
 
     def __str__(self) -> str:
         text = str(self._identity)
@@ -333,6 +335,19 @@ class Proxy:
 
     def __hash__(self) -> int:
         return hash(self._key())
+
+
+def parse(channel: Channel, text: str) -> Proxy:
+    """The proxy ``text`` stands for (``"hello:tcp -h 127.0.0.1 -p 10000"``),
+    bound to ``channel``; an indirect one resolves through its default locator."""
+    if channel.destroy_begun():
+        raise CommunicatorDestroyedError("the communicator has been destroyed")
+    spec = parse_proxy(text)
+    if any(e.secure for e in spec.endpoints):
+        require_tls()
+    return Proxy(channel, spec.identity, spec.facet, spec.endpoints,
+                 oneway=spec.mode == "oneway", adapter_id=spec.adapter_id,
+                 locator=channel.default_locator if spec.adapter_id is not None else None)
 
 
 def _target(endpoints: tuple[Endpoint, ...], prefix: str = "") -> Any:

@@ -109,15 +109,15 @@ void NativeDispatch::configure(PyObject* owner, py::object current_type, py::obj
 
 void NativeDispatch::add_adapter(std::uint32_t adapter_id, py::object adapter, py::dict servants,
                                  py::dict defaults, py::object authorize) {
-  // Typed parameters decode against the adapter's communicator (proxies bind to it).
-  static PyObject* communicator_attr = PyUnicode_InternFromString("_communicator");
-  auto communicator = py::reinterpret_steal<py::object>(optional_attr(adapter.ptr(), communicator_attr));
+  // Typed parameters decode against the adapter's channel (proxies in them bind to it).
+  static PyObject* channel_attr = PyUnicode_InternFromString("_channel");
+  auto channel = py::reinterpret_steal<py::object>(optional_attr(adapter.ptr(), channel_attr));
   auto entry = std::make_shared<Adapter>();
   entry->adapter = std::move(adapter);
   entry->servants = std::move(servants);
   entry->defaults = std::move(defaults);
   entry->authorize = std::move(authorize);
-  entry->communicator = std::move(communicator);
+  entry->channel = std::move(channel);
   adapters_.insert_or_assign(adapter_id, std::move(entry));
 }
 
@@ -192,7 +192,7 @@ int NativeDispatch::traverse(visitproc visit, void* arg) {
     Py_VISIT(adapter->servants.ptr());
     Py_VISIT(adapter->defaults.ptr());
     Py_VISIT(adapter->authorize.ptr());
-    Py_VISIT(adapter->communicator.ptr());
+    Py_VISIT(adapter->channel.ptr());
   }
   Py_VISIT(typed_async_.ptr());
   Py_VISIT(typed_error_.ptr());
@@ -487,18 +487,18 @@ void NativeDispatch::dispatch_typed(core::Event& e, Handle& handle, PyObject* ha
   if (!method || !PyCallable_Check(method.ptr())) {
     return refuse(handle, e, protocol::ReplyStatus::operation_not_exist);
   }
-  auto communicator = py::reinterpret_steal<py::object>(
-      adapter.communicator ? PyObject_CallNoArgs(adapter.communicator.ptr()) : nullptr);
-  if (!communicator || communicator.ptr() == Py_None) {
+  auto channel = py::reinterpret_steal<py::object>(
+      adapter.channel ? PyObject_CallNoArgs(adapter.channel.ptr()) : nullptr);
+  if (!channel || channel.ptr() == Py_None) {
     PyErr_Clear();  // the communicator is gone: so is the object
     return refuse(handle, e, protocol::ReplyStatus::object_not_exist);
   }
   py::tuple args;
   PyObject* undecodable = error_of([&] {
     args = op->decode_in_view(aiocomm::codec::ByteView(e.body.data(), e.body.size()),
-                              communicator.ptr());
+                              channel.ptr());
   });
-  communicator = py::object();
+  channel = py::object();
   if (undecodable != nullptr) {
     // As Ice answers a request it cannot unmarshal: a local error of the server's.
     auto error = py::reinterpret_steal<py::object>(undecodable);

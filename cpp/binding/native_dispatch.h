@@ -118,7 +118,7 @@ class NativeDispatch {
     py::dict servants;
     py::dict defaults;
     py::object authorize;     // None without a hook
-    py::object communicator;  // a weak reference to the adapter's communicator
+    py::object channel;  // a weak reference to the adapter's channel (aiocomm/_channel.py)
     State state = State::holding;
     std::deque<core::Event> held;
   };
