@@ -8,6 +8,7 @@ import os
 import socket
 import threading
 import warnings
+import weakref
 
 import pytest
 
@@ -470,3 +471,26 @@ async def test_one_connection_per_endpoint_across_endpoint_lists() -> None:
         # Whatever list a proxy carries, the endpoint it reaches is shared.
         assert client.stats()["connections"] == 1
         assert server.stats()["connections"] == 1
+
+
+async def test_a_destroyed_communicator_is_freed_without_the_cycle_collector() -> None:
+    """Nothing below the communicator (proxies, adapters, locator clients, the
+    channel they share) refers back to it strongly: dropping the last
+    reference frees it, with its native handle, at once."""
+    comm = aiocomm.Communicator(locator="IceGrid/Locator:tcp -h 127.0.0.1 -p 1")
+    adapter = comm.create_object_adapter()
+    prx = adapter.add(Slow(), "slow")
+    adapter.activate()
+    assert await prx.invoke("echo", b"1") == b"1"
+    indirect = comm.proxy("hello@HelloAdapter").with_locator("Other/Locator:tcp -h 127.0.0.1 -p 2")
+    await comm.destroy()
+    freed = weakref.ref(comm)
+    gc.disable()
+    try:
+        del comm
+        assert freed() is None
+    finally:
+        gc.enable()
+    assert prx.communicator is None and indirect.communicator is None
+    with pytest.raises(aiocomm.CommunicatorDestroyedError):
+        prx.invoke("echo")
