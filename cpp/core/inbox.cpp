@@ -11,10 +11,17 @@ void Inbox::push(Event&& event) {
     was_empty = queue_.empty();
     queue_.push_back(std::move(event));
   }
-  if (was_empty) {
-    wakeups_.fetch_add(1, std::memory_order_relaxed);
-    wakeup_.notify();
-  }
+  if (was_empty) wake();
+}
+
+void Inbox::wake() noexcept {
+  wakeups_.fetch_add(1, std::memory_order_relaxed);
+  wakeup_.notify();
+  // After the write: take_all reads the descriptor only when this is set,
+  // and whichever take sees it reads what this write (and any before it)
+  // made readable. A take that runs between the two skips the read; the
+  // descriptor, still readable, wakes the loop once more and that take reads it.
+  notified_.store(true, std::memory_order_release);
 }
 
 void Inbox::push_all(std::vector<Event>& events, bool wake) {
@@ -26,10 +33,7 @@ void Inbox::push_all(std::vector<Event>& events, bool wake) {
     for (auto& e : events) queue_.push_back(std::move(e));
   }
   events.clear();
-  if (was_empty && wake) {
-    wakeups_.fetch_add(1, std::memory_order_relaxed);
-    wakeup_.notify();
-  }
+  if (was_empty && wake) this->wake();
 }
 
 void Inbox::watch_socket(int fd, std::uint64_t connection_id) {
@@ -40,7 +44,10 @@ void Inbox::watch_socket(int fd, std::uint64_t connection_id) {
 void Inbox::take_all(std::vector<Event>& out) {
   // Drain the descriptor before taking the queue: a push that lands after
   // the swap finds the queue empty and wakes us again, so nothing is missed.
-  wakeup_.drain();
+  // Only when a push woke us: events the loop pushed itself (it reads its own
+  // sockets) left it unwritten, and a read would be a syscall per request
+  // that fails with EAGAIN.
+  if (notified_.exchange(false, std::memory_order_acq_rel)) wakeup_.drain();
   last_take_.store(now_nanos(), std::memory_order_relaxed);
   std::lock_guard lock(mutex_);
   delivered_.fetch_add(queue_.size(), std::memory_order_relaxed);

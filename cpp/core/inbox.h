@@ -56,7 +56,11 @@ class Inbox {
   std::uint64_t delivered() const noexcept { return delivered_.load(std::memory_order_relaxed); }
 
  private:
+  // Makes the descriptor readable (any thread, after a push to an empty queue).
+  void wake() noexcept;
+
   platform::Wakeup wakeup_;
+  std::atomic<bool> notified_{false};  // wakeup_ was written since take_all last read it
   platform::Poller sockets_;
   std::shared_ptr<BodyMaker> body_maker_;
   std::mutex mutex_;
