@@ -39,6 +39,31 @@ void Inbox::push_all(std::vector<Event>& events, bool wake) {
 void Inbox::watch_socket(int fd, std::uint64_t connection_id) {
   // The token is the id, not the connection: an event may outlive it.
   sockets_.add(fd, platform::poll_read, reinterpret_cast<void*>(static_cast<std::uintptr_t>(connection_id)));
+  std::lock_guard lock(watched_mutex_);
+  watched_.insert_or_assign(fd, connection_id);
+}
+
+void Inbox::unwatch_socket(int fd) noexcept {
+  {
+    std::lock_guard lock(watched_mutex_);
+    watched_.erase(fd);
+  }
+  sockets_.remove(fd);
+}
+
+std::span<platform::PollEvent> Inbox::ready_sockets(std::span<platform::PollEvent> out) {
+  if (out.empty()) return out;
+  {
+    std::lock_guard lock(watched_mutex_);
+    if (watched_.empty()) return out.first(0);
+    if (watched_.size() == 1) {
+      auto id = watched_.begin()->second;
+      out[0] = platform::PollEvent{reinterpret_cast<void*>(static_cast<std::uintptr_t>(id)),
+                                   platform::poll_read};
+      return out.first(1);
+    }
+  }
+  return sockets_.wait(out, 0);
 }
 
 void Inbox::take_all(std::vector<Event>& out) {

@@ -2,8 +2,12 @@
 // thread is untaken, never left readable with nothing to take (the loop's
 // reader would spin), and never read when nothing wrote it.
 #include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <array>
 #include <atomic>
+#include <cstdint>
 #include <thread>
 #include <vector>
 
@@ -15,10 +19,12 @@ namespace {
 using aiocomm::core::Event;
 using aiocomm::core::Inbox;
 
-bool readable(const Inbox& inbox, int timeout_ms = 0) {
-  pollfd p{inbox.fd(), POLLIN, 0};
+bool readable_fd(int fd, int timeout_ms = 0) {
+  pollfd p{fd, POLLIN, 0};
   return ::poll(&p, 1, timeout_ms) == 1;
 }
+
+bool readable(const Inbox& inbox, int timeout_ms = 0) { return readable_fd(inbox.fd(), timeout_ms); }
 
 Event numbered(std::int32_t n) {
   Event e;
@@ -87,4 +93,40 @@ TEST(inbox_concurrent_pushes_all_taken_and_descriptor_settles) {
     CHECK(none.empty());
   }
   CHECK(!readable(inbox));
+}
+
+TEST(inbox_ready_sockets_names_the_ready_connections) {
+  int one[2];
+  int two[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, one) == 0);
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, two) == 0);
+  Inbox inbox;
+  std::array<aiocomm::platform::PollEvent, 8> events{};
+  auto id_of = [](const aiocomm::platform::PollEvent& e) {
+    return static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(e.token));
+  };
+  CHECK(inbox.ready_sockets(events).empty());
+  // One socket: named without asking the poller, once its poller is readable.
+  inbox.watch_socket(one[0], 7);
+  CHECK(!readable_fd(inbox.sockets_fd()));
+  CHECK(::write(one[1], "x", 1) == 1);
+  CHECK(readable_fd(inbox.sockets_fd()));
+  auto ready = inbox.ready_sockets(events);
+  REQUIRE(ready.size() == 1);
+  CHECK_EQ(id_of(ready[0]), 7u);
+  char byte;
+  CHECK(::read(one[0], &byte, 1) == 1);
+  // Read: the outer poller checks again and no longer reports it.
+  CHECK(!readable_fd(inbox.sockets_fd()));
+  // Two: the poller says which.
+  inbox.watch_socket(two[0], 9);
+  CHECK(::write(two[1], "y", 1) == 1);
+  ready = inbox.ready_sockets(events);
+  REQUIRE(ready.size() == 1);
+  CHECK_EQ(id_of(ready[0]), 9u);
+  CHECK(::read(two[0], &byte, 1) == 1);
+  inbox.unwatch_socket(two[0]);
+  inbox.unwatch_socket(one[0]);
+  CHECK(inbox.ready_sockets(events).empty());
+  for (int fd : {one[0], one[1], two[0], two[1]}) ::close(fd);
 }
