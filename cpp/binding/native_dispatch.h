@@ -10,8 +10,9 @@
 // An `async def` method's first step runs here too. A result that is bytes
 // (or None, or encoded by the codec) is replied to here, without a Python
 // frame of ours; the Python runtime is called only to end what is not:
-// exceptions, wrong result types, refusals by the hook, and coroutines that
-// suspended (which it continues as tasks).
+// exceptions, wrong result types and refusals by the hook. A coroutine
+// that suspends is continued here too (continuation.h), counted in the
+// runtime's sets of dispatches in flight meanwhile (in_flight.h).
 #pragma once
 
 #include <pybind11/pybind11.h>
