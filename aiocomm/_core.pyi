@@ -65,19 +65,23 @@ class Inbox:
         """
     def configure_dispatch(self, current_type: type, current_var: Any, modes: tuple[Any, ...],
                            finish: Callable[[Any, Any, BaseException | None], None],
-                           suspended: Callable[[Any], None],
                            continued: Callable[[Any, Any, BaseException | None], None],
                            unauthorized: Callable[[Any, Any, BaseException | None], None],
+                           flush_soon: Callable[[Communicator], None],
+                           dispatching: set[Any], by_adapter: dict[Any, set[Any]],
+                           idle_waiters: dict[Any, Any], wake_idle: Callable[[Any], None],
                            loop: asyncio.AbstractEventLoop, task_type: type,
                            current_task: Callable[[Any], Any],
                            enter_task: Callable[[Any, Any], None],
                            leave_task: Callable[[Any, Any], None]) -> None:
         """What a request's dispatch is made of: the Current class (its slots are filled
         directly), the context variable naming the running dispatch, the operation modes;
-        the runtime's methods that end a dispatch whose result is not bytes, count a
-        coroutine servant's task that suspended, end it, and answer a request the
-        authorize hook refused; and asyncio's pieces a coroutine servant's task is made
-        of."""
+        the runtime's methods that end a dispatch whose result is not bytes, end a
+        coroutine servant's task that suspended and did not end in bytes, answer a
+        request the authorize hook refused, and arrange that queued replies leave with
+        this loop iteration's batch; the runtime's sets of dispatches in flight (which a
+        servant that suspends joins until it ends), who waits for them to empty and how
+        to wake them; and asyncio's pieces a coroutine servant's task is made of."""
     def add_adapter(self, adapter_id: int, adapter: Any, servants: dict[Any, object],
                     defaults: dict[str, object], authorize: Any) -> None:
         """An adapter whose requests are held until activated: dispatched from ``servants``

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import inspect
 import logging
 import sys
 import threading
@@ -117,6 +118,14 @@ def failure_error(code: int, text: str) -> BaseException:
     return make(text) if make is not None else ConnectionLostError(text)
 
 
+# Before 3.12, asyncio.current_task is a Python function over this dict; a
+# continuation asks it twice per step (native_dispatch.cpp's take_step).
+_CURRENT_TASKS = getattr(asyncio.tasks, "_current_tasks", None)
+_CURRENT_TASK: Callable[[Any], Any] = (
+    _CURRENT_TASKS.get if isinstance(_CURRENT_TASKS, dict)
+    and inspect.isfunction(asyncio.tasks.current_task) else asyncio.tasks.current_task)
+
+
 def _resolve(future: asyncio.Future[Any], value: Any) -> None:
     if not future.done():
         future.set_result(value)
@@ -147,12 +156,14 @@ class Runtime:
         self.sockets_fd = inbox.sockets_fd
         # Every request is dispatched natively, during the drain
         # (native_dispatch.cpp); what does not end in a plain result comes
-        # back here (_finish_native, _suspended, _continued, _unauthorized).
-        # An `async def` servant's first step runs there too, a stand-in
-        # for its task (continuation.h); a task takes over if it suspends.
+        # back here (_finish_native, _continued, _unauthorized). An `async
+        # def` servant's first step runs there too, a stand-in for its task
+        # (continuation.h); one that suspends joins `dispatching` (natively,
+        # see in_flight.h) until it ends, and is continued natively.
         inbox.configure_dispatch(Current, current_dispatch, _MODES, self._finish_native,
-                                 self._suspended, self._continued, self._unauthorized, loop,
-                                 asyncio.Task, asyncio.tasks.current_task,
+                                 self._continued, self._unauthorized, self._flush_soon,
+                                 self.dispatching, self.by_adapter, self.idle_waiters,
+                                 self._wake_idle_waiters, loop, asyncio.Task, _CURRENT_TASK,
                                  asyncio.tasks._enter_task, asyncio.tasks._leave_task)
         loop.add_reader(self.reader_fd, self.on_readable)
         loop.add_reader(self.sockets_fd, self.on_sockets_readable)
@@ -444,22 +455,21 @@ class Runtime:
         self._dispatch_started(current)
         self._settle(current._handle, current, result, error)
 
-    def _suspended(self, current: Current) -> None:
-        """An ``async def`` servant's task suspended: in flight until _continued."""
-        self._dispatch_started(current)
-
     def _continued(self, current: Current, result: Any, error: BaseException | None) -> None:
-        """Ends a dispatch whose task suspended, once its servant has ended: answers
-        what the native side did not (an exception, a wrong result), and sends the
+        """Ends a dispatch whose task suspended, once its servant has ended with what
+        the native side does not answer (an exception, a wrong result), and sends the
         reply now, or with this loop iteration's batch. Never raises."""
         handle = current._handle
-        if error is None and result is None and current._released:
-            self._dispatch_ended(current)  # answered natively: the common case
-        elif isinstance(error, asyncio.CancelledError):
+        if isinstance(error, asyncio.CancelledError):
             self._finish(handle, current, error=UnknownLocalError("the dispatch was cancelled"),
                          log=False)
         else:
             self._finish(handle, current, result, error)
+        self._flush_soon(handle)
+
+    def _flush_soon(self, handle: _core.Communicator) -> None:
+        """Replies queued outside a drain leave now, or with this loop iteration's
+        batch (the native side asks once per batch: flush_deferred ends it)."""
         if not self.batching and not self.defer():
             handle.flush_deferred()
 

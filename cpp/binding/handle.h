@@ -21,7 +21,15 @@ class Handle {
   core::Communicator& core() { return *core_; }
   FutureTable& futures() { return *futures_; }
 
+  // Whether replies queued now leave with a flush already arranged: the
+  // runtime was asked (Runtime._flush_soon) and its batch ends with
+  // flush_deferred, which clears it. Saves a continuation's reply a Python
+  // call per request. Loop thread, with the GIL.
+  bool flush_arranged() const noexcept { return flush_arranged_; }
+  void set_flush_arranged(bool arranged) noexcept { flush_arranged_ = arranged; }
+
  private:
+  bool flush_arranged_ = false;
   std::shared_ptr<core::Communicator> core_;
   std::shared_ptr<FutureTable> futures_;  // the inbox's: replies complete them
 };

@@ -29,6 +29,7 @@ constexpr const char* current_slots[] = {
     "adapter",    "context",   "encoding",       "facet",   "mode",      "operation", "request_id"};
 static_assert(std::size(current_slots) == NativeDispatch::slot_count);
 constexpr std::size_t released_slot = 6;
+constexpr std::size_t adapter_slot = 7;
 
 // A new reference to `name` on `object`, or null when it has none; never
 // leaves an error set.
@@ -83,8 +84,8 @@ PyObject* error_of(F&& f) {
 }  // namespace
 
 void NativeDispatch::configure(PyObject* owner, py::object current_type, py::object current_var,
-                               py::tuple modes, py::object finish, py::object suspended,
-                               py::object continued, py::object unauthorized, Tasks tasks) {
+                               py::tuple modes, py::object finish, py::object continued,
+                               py::object unauthorized, py::object flush_soon, Tasks tasks) {
   owner_ = owner;
   for (std::size_t i = 0; i < slot_count; ++i) {
     py::object descriptor = current_type.attr(current_slots[i]);
@@ -97,11 +98,12 @@ void NativeDispatch::configure(PyObject* owner, py::object current_type, py::obj
   current_var_ = std::move(current_var);
   modes_ = std::move(modes);
   finish_ = std::move(finish);
-  suspended_ = std::move(suspended);
   continued_ = std::move(continued);
+  flush_soon_ = std::move(flush_soon);
   unauthorized_ = std::move(unauthorized);
   tasks_ = std::move(tasks);
   tasks_.kwnames = py::make_tuple("loop", "context");
+  tasks_.call_soon = tasks_.loop.attr("call_soon");
   empty_ = py::str("");
   encoding_1_1_ = py::make_tuple(1, 1);
   configured_ = true;
@@ -179,14 +181,16 @@ int NativeDispatch::traverse(visitproc visit, void* arg) {
   Py_VISIT(current_var_.ptr());
   Py_VISIT(modes_.ptr());
   Py_VISIT(finish_.ptr());
-  Py_VISIT(suspended_.ptr());
   Py_VISIT(continued_.ptr());
+  Py_VISIT(flush_soon_.ptr());
+  if (int visited = in_flight_.traverse(visit, arg)) return visited;
   Py_VISIT(unauthorized_.ptr());
   Py_VISIT(tasks_.loop.ptr());
   Py_VISIT(tasks_.task_type.ptr());
   Py_VISIT(tasks_.current_task.ptr());
   Py_VISIT(tasks_.enter_task.ptr());
   Py_VISIT(tasks_.leave_task.ptr());
+  Py_VISIT(tasks_.call_soon.ptr());
   for (auto& [id, adapter] : adapters_) {
     Py_VISIT(adapter->adapter.ptr());
     Py_VISIT(adapter->servants.ptr());
@@ -209,8 +213,9 @@ void NativeDispatch::clear() {
   undecodable_ = py::object();
   unauthorized_ = py::object();
   finish_ = py::object();
-  suspended_ = py::object();
   continued_ = py::object();
+  flush_soon_ = py::object();
+  in_flight_.clear();
   tasks_ = Tasks();
   modes_ = py::tuple();
   current_var_ = py::object();
@@ -673,10 +678,18 @@ PyObject* NativeDispatch::take_step(Continuation* c, PyObject* error) {
   py::object outer;
   // The stand-in is the current task; one already running (a servant's
   // activate() dispatching held requests) steps aside, as for an eager task.
+  // Vectorcalls, not pybind11's calls: this runs twice per bare yield.
+  PyObject* loop = tasks_.loop.ptr();
+  auto call2 = [loop](const py::object& function, PyObject* task) {
+    PyObject* args[] = {loop, task};
+    auto done = py::reinterpret_steal<py::object>(PyObject_Vectorcall(function.ptr(), args, 2, nullptr));
+    if (!done) throw py::error_already_set();
+  };
   PyObject* failed = error_of([&] {
-    outer = tasks_.current_task(tasks_.loop);
-    if (!outer.is_none()) tasks_.leave_task(tasks_.loop, outer);
-    tasks_.enter_task(tasks_.loop, hold);
+    outer = py::reinterpret_steal<py::object>(PyObject_CallOneArg(tasks_.current_task.ptr(), loop));
+    if (!outer) throw py::error_already_set();
+    if (!outer.is_none()) call2(tasks_.leave_task, outer.ptr());
+    call2(tasks_.enter_task, hold.ptr());
   });
   if (failed == nullptr) {
     if (PyContext_Enter(c->context) == 0) {
@@ -687,8 +700,8 @@ PyObject* NativeDispatch::take_step(Continuation* c, PyObject* error) {
       failed = take_raised();
     }
     PyObject* restored = error_of([&] {
-      tasks_.leave_task(tasks_.loop, hold);
-      if (outer && !outer.is_none()) tasks_.enter_task(tasks_.loop, outer);
+      call2(tasks_.leave_task, hold.ptr());
+      if (outer && !outer.is_none()) call2(tasks_.enter_task, outer.ptr());
     });
     if (restored != nullptr) {
       reraise(restored);
@@ -712,12 +725,14 @@ PyObject* NativeDispatch::take_step(Continuation* c, PyObject* error) {
   // Suspended: counted in flight from its first suspension until it ends.
   if (!c->suspended) {
     c->suspended = true;
-    call_runtime(suspended_, {c->current});
+    in_flight_.start(c->current, adapter_of(c->current).ptr());
   }
   PyObject* arranged = error_of([&] {
     if (value.is_none()) {
       // A bare yield asks for one loop turn: the next step after it.
-      tasks_.loop.attr("call_soon")(hold);
+      auto handle = py::reinterpret_steal<py::object>(
+          PyObject_CallOneArg(tasks_.call_soon.ptr(), hold.ptr()));
+      if (!handle) throw py::error_already_set();
     } else {
       // A future (or what a task makes of anything else): a task waits for it.
       PyObject* args[] = {hold.ptr(), tasks_.loop.ptr(), c->context};
@@ -750,13 +765,30 @@ void NativeDispatch::conclude_continued(PyObject* handle_object, const Request& 
     conclude(handle, request, current, std::move(result), std::move(error));
     return;
   }
-  // Answered here when it can be, then the runtime ends it (its in-flight
-  // count, and when the reply leaves).
-  if (!error && (result.ptr() == Py_None || PyBytes_CheckExact(result.ptr()))) {
-    conclude(handle, request, current, std::move(result), py::object());
-    result = py::none();
+  if (error || (result.ptr() != Py_None && !PyBytes_CheckExact(result.ptr()))) {
+    // An exception or a wrong result: the runtime answers it and ends it.
+    call_runtime(continued_, {current, result ? result.ptr() : Py_None,
+                              error ? error.ptr() : Py_None});
+    return;
   }
-  call_runtime(continued_, {current, result ? result.ptr() : Py_None, error ? error.ptr() : Py_None});
+  // The common case, with no Python frame: answered here, no longer in
+  // flight, and its reply leaves with the batch the runtime ends (one call
+  // to arrange it per batch, not per reply).
+  conclude(handle, request, current, std::move(result), py::object());
+  in_flight_.end(current, adapter_of(current).ptr());
+  if (!handle.flush_arranged()) {
+    handle.set_flush_arranged(true);
+    call_runtime(flush_soon_, {handle_object});
+  }
+}
+
+py::object NativeDispatch::adapter_of(PyObject* current) {
+  PyObject* adapter = PyMember_GetOne(reinterpret_cast<const char*>(current), slots_[adapter_slot]);
+  if (adapter == nullptr) {
+    PyErr_Clear();
+    return py::none();
+  }
+  return py::reinterpret_steal<py::object>(adapter);
 }
 
 void NativeDispatch::call_runtime(const py::object& function, std::initializer_list<PyObject*> args) {

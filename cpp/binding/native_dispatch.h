@@ -10,8 +10,9 @@
 // An `async def` method's first step runs here too. A result that is bytes
 // (or None, or encoded by the codec) is replied to here, without a Python
 // frame of ours; the Python runtime is called only to end what is not:
-// exceptions, wrong result types, refusals by the hook, and coroutines that
-// suspended (which it continues as tasks).
+// exceptions, wrong result types and refusals by the hook. A coroutine
+// that suspends is continued here too (continuation.h), counted in the
+// runtime's sets of dispatches in flight meanwhile (in_flight.h).
 #pragma once
 
 #include <pybind11/pybind11.h>
@@ -26,6 +27,7 @@
 #include <vector>
 
 #include "binding/codec/operation.h"
+#include "binding/in_flight.h"
 #include "core/event.h"
 #include "protocol/message.h"
 
@@ -55,6 +57,7 @@ struct Tasks {
   py::object enter_task;    // asyncio.tasks._enter_task and _leave_task use
   py::object leave_task;
   py::object kwnames;       // ("loop", "context"), for task_type
+  py::object call_soon;     // loop.call_soon, bound once
 };
 
 class NativeDispatch {
@@ -65,8 +68,11 @@ class NativeDispatch {
   // `owner` is the Python inbox this lives in (borrowed: a continuation
   // keeps it alive while its task runs).
   void configure(PyObject* owner, py::object current_type, py::object current_var,
-                 py::tuple modes, py::object finish, py::object suspended, py::object continued,
-                 py::object unauthorized, Tasks tasks);
+                 py::tuple modes, py::object finish, py::object continued,
+                 py::object unauthorized, py::object flush_soon, Tasks tasks);
+  // The runtime's sets of dispatches in flight, which suspended
+  // continuations join (in_flight.h).
+  InFlight& in_flight() noexcept { return in_flight_; }
   PyObject* owner() const noexcept { return owner_; }
   // An adapter, holding until activated: `servants` is its (identity, facet)
   // -> servant dict, `defaults` its category -> default servant dict (both
@@ -136,6 +142,8 @@ class NativeDispatch {
                           PyObject* category, PyObject* facet, PyObject* operation,
                           PyObject* handle_object);
   void reset_current(PyObject* token);
+  // Current.adapter (a new reference; None when it cannot be read).
+  py::object adapter_of(PyObject* current);
   void reply(Handle& handle, const Request& e, PyObject* current, protocol::ByteView payload);
   // A typed servant's (one generated from Slice): its operation's codec
   // decodes the parameters and encodes the result, here.
@@ -175,8 +183,9 @@ class NativeDispatch {
   py::object current_var_;
   py::tuple modes_;
   py::object finish_;  // Runtime._finish_native(current, result, error)
-  py::object suspended_;  // Runtime._suspended(current)
   py::object continued_;  // Runtime._continued(current, result, error)
+  py::object flush_soon_;  // Runtime._flush_soon(handle)
+  InFlight in_flight_;
   Tasks tasks_;
   py::object unauthorized_;  // Runtime._unauthorized(current, verdict, error)
   // Current's slots, so a Current is made without its __init__.

@@ -247,7 +247,11 @@ void bind_communicator(py::module_& m) {
              self.futures().put(result.id, future);
              return future;
            })
-      .def("flush_deferred", [](Handle& self) { self.core().flush_deferred(); })
+      .def("flush_deferred",
+           [](Handle& self) {
+             self.set_flush_arranged(false);
+             self.core().flush_deferred();
+           })
       // Non-blocking reads on the loop thread, which holds the GIL: a thread
       // that is reading the same socket is never waited for.
       .def("read_ready_sockets", [](Handle& self) { self.core().read_ready_sockets(); },

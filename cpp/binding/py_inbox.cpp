@@ -228,20 +228,26 @@ void bind_inbox(py::module_& m) {
            "of successful replies, dispatch the requests, return the other events.")
       .def("configure_dispatch",
            [](py::object self, py::object current_type, py::object current_var, py::tuple modes,
-              py::object finish, py::object suspended, py::object continued,
-              py::object unauthorized, py::object loop, py::object task_type,
-              py::object current_task, py::object enter_task, py::object leave_task) {
-             Tasks tasks{std::move(loop), std::move(task_type), std::move(current_task),
-                         std::move(enter_task), std::move(leave_task), py::object()};
-             self.cast<PyInbox&>().dispatch.configure(
-                 self.ptr(), std::move(current_type), std::move(current_var), std::move(modes),
-                 std::move(finish), std::move(suspended), std::move(continued),
-                 std::move(unauthorized), std::move(tasks));
+              py::object finish, py::object continued, py::object unauthorized,
+              py::object flush_soon, py::set dispatching, py::dict by_adapter,
+              py::dict idle_waiters, py::object wake_idle, py::object loop,
+              py::object task_type, py::object current_task, py::object enter_task,
+              py::object leave_task) {
+             Tasks tasks{std::move(loop),       std::move(task_type), std::move(current_task),
+                         std::move(enter_task), std::move(leave_task), py::object(),
+                         py::object()};
+             auto& dispatch = self.cast<PyInbox&>().dispatch;
+             dispatch.configure(self.ptr(), std::move(current_type), std::move(current_var),
+                                std::move(modes), std::move(finish), std::move(continued),
+                                std::move(unauthorized), std::move(flush_soon), std::move(tasks));
+             dispatch.in_flight().configure(std::move(dispatching), std::move(by_adapter),
+                                            std::move(idle_waiters), std::move(wake_idle));
            },
            py::arg("current_type"), py::arg("current_var"), py::arg("modes"), py::arg("finish"),
-           py::arg("suspended"), py::arg("continued"), py::arg("unauthorized"), py::arg("loop"),
-           py::arg("task_type"), py::arg("current_task"), py::arg("enter_task"),
-           py::arg("leave_task"))
+           py::arg("continued"), py::arg("unauthorized"), py::arg("flush_soon"),
+           py::arg("dispatching"), py::arg("by_adapter"), py::arg("idle_waiters"),
+           py::arg("wake_idle"), py::arg("loop"), py::arg("task_type"), py::arg("current_task"),
+           py::arg("enter_task"), py::arg("leave_task"))
       .def("add_adapter",
            [](PyInbox& self, std::uint32_t adapter_id, py::object adapter, py::dict servants,
               py::dict defaults, py::object authorize) {
