@@ -20,10 +20,13 @@ class Handle {
 
   core::Communicator& core() { return *core_; }
   FutureTable& futures() { return *futures_; }
+  // Where lent request payloads let go without the GIL wait for the drain.
+  const std::shared_ptr<Graveyard>& graveyard() const noexcept { return graveyard_; }
 
  private:
   std::shared_ptr<core::Communicator> core_;
   std::shared_ptr<FutureTable> futures_;  // the inbox's: replies complete them
+  std::shared_ptr<Graveyard> graveyard_;  // the inbox's body maker's
 };
 
 }  // namespace aiocomm::binding
