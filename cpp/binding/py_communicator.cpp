@@ -97,8 +97,8 @@ core::InvokeResult invoke_core(Handle& self, const PyTarget& target, const py::b
   protocol::ByteView idf(reinterpret_cast<const std::uint8_t*>(prefix.data()), prefix.size());
   // A large immutable payload is written from where it lies (py_payload.h).
   if (auto lent = lend_payload(params.ptr(), self.graveyard())) {
-    return self.core().invoke(target.target, idf, operation, static_cast<std::uint8_t>(mode),
-                              to_context(context), std::move(lent), oneway, idempotent, defer);
+    return self.core().invoke_lent(target.target, idf, operation, static_cast<std::uint8_t>(mode),
+                                   to_context(context), std::move(lent), oneway, idempotent, defer);
   }
   PayloadView payload(params.ptr());
   return self.core().invoke(target.target, idf, operation, static_cast<std::uint8_t>(mode),

@@ -182,11 +182,12 @@ InvokeResult Communicator::invoke(const std::shared_ptr<const Target>& target,
   return send_request(target, std::move(message), nullptr, oneway, idempotent, defer);
 }
 
-InvokeResult Communicator::invoke(const std::shared_ptr<const Target>& target,
-                                  protocol::ByteView identity_facet, std::string_view operation,
-                                  std::uint8_t mode, const protocol::Context& context,
-                                  std::shared_ptr<const PayloadOwner> params, bool oneway,
-                                  bool idempotent, bool defer) {
+InvokeResult Communicator::invoke_lent(const std::shared_ptr<const Target>& target,
+                                       protocol::ByteView identity_facet,
+                                       std::string_view operation, std::uint8_t mode,
+                                       const protocol::Context& context,
+                                       std::shared_ptr<const PayloadOwner> params, bool oneway,
+                                       bool idempotent, bool defer) {
   if (destroying()) throw DestroyedError();
   const std::size_t params_size = params->bytes().size();
   // Checked before encoding: a size past the int32 fields is refused here.
