@@ -240,8 +240,7 @@ InvokeResult Communicator::send_request(const std::shared_ptr<const Target>& tar
 }
 
 bool Communicator::send_on(const std::shared_ptr<Connection>& connection, OutMessage message,
-                           std::int32_t sent_id,
-                           bool defer, bool* written) {
+                           std::int32_t sent_id, bool defer, bool* written) {
   if (defer) {
     auto started = connection->send_deferred(std::move(message), sent_id);
     if (!started) return false;

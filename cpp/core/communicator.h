@@ -96,10 +96,11 @@ class Communicator final : public ConnectionHost {
   // cancel, or a oneway's write), then the owner is let go on whichever
   // thread that happens (see PayloadOwner). Counted in stats() as
   // borrowed_request_bodies. (Named apart: invoke(..., {}, ...) stays unambiguous.)
-  InvokeResult invoke_lent(const std::shared_ptr<const Target>& target, protocol::ByteView identity_facet,
-                      std::string_view operation, std::uint8_t mode,
-                      const protocol::Context& context, std::shared_ptr<const PayloadOwner> params,
-                      bool oneway, bool idempotent, bool defer = false);
+  InvokeResult invoke_lent(const std::shared_ptr<const Target>& target,
+                           protocol::ByteView identity_facet, std::string_view operation,
+                           std::uint8_t mode, const protocol::Context& context,
+                           std::shared_ptr<const PayloadOwner> params, bool oneway,
+                           bool idempotent, bool defer = false);
   // Forgets a twoway invocation (timed out or abandoned); a late reply is dropped.
   void cancel(std::int32_t request_id);
 

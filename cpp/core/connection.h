@@ -173,6 +173,8 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
  private:
   // A queued message is written from where it lies: its head, then its
   // borrowed tail, if any (one iovec each), never gathered into one buffer.
+  // Popped under mutex_ once written, which may let a lent tail go there:
+  // safe, as a PayloadOwner's destructor never blocks (out_message.h).
   struct Queued {
     OutMessage data;
     std::size_t offset = 0;  // of data.size(), already written
