@@ -96,7 +96,8 @@ run_python -c 'import aiocomm._core'  # loads under the preloaded runtimes
 default_tests="tests/test_lifecycle.py tests/test_lifecycle_deadlock.py tests/test_wire.py
   tests/test_dispatch.py tests/test_native_dispatch.py tests/test_adapter.py tests/test_proxy.py
   tests/test_loop_reads.py tests/test_exactly_once.py tests/test_destroy_ends.py
-  tests/test_async_dispatch.py tests/test_codec.py tests/test_tls.py tests/test_large_bodies.py"
+  tests/test_async_dispatch.py tests/test_codec.py tests/test_tls.py tests/test_large_bodies.py
+  tests/test_large_requests.py"
 # shellcheck disable=SC2086
 echo "sanitizers: pytest under ASan+UBSan: ${SANITIZERS_PYTEST:-$default_tests}" | tr -s ' \n' ' '
 echo

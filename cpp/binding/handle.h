@@ -20,6 +20,8 @@ class Handle {
 
   core::Communicator& core() { return *core_; }
   FutureTable& futures() { return *futures_; }
+  // Where lent request payloads let go without the GIL wait for the drain.
+  const std::shared_ptr<Graveyard>& graveyard() const noexcept { return graveyard_; }
 
   // Whether replies queued now leave with a flush already arranged: the
   // runtime was asked (Runtime._flush_soon) and its batch ends with
@@ -32,6 +34,7 @@ class Handle {
   bool flush_arranged_ = false;
   std::shared_ptr<core::Communicator> core_;
   std::shared_ptr<FutureTable> futures_;  // the inbox's: replies complete them
+  std::shared_ptr<Graveyard> graveyard_;  // the inbox's body maker's
 };
 
 }  // namespace aiocomm::binding

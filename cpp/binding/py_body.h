@@ -70,6 +70,9 @@ class PyBodyMaker final : public core::BodyMaker {
   std::shared_ptr<core::BodyOwner> make(std::size_t size) noexcept override;
   // GIL held (the drain): releases what owners buried.
   void release_buried() noexcept { graveyard_->release_all(); }
+  // Shared with the request payloads the communicator lends (py_payload.h),
+  // so one drain releases both.
+  const std::shared_ptr<Graveyard>& graveyard() const noexcept { return graveyard_; }
 
  private:
   std::shared_ptr<Graveyard> graveyard_ = std::make_shared<Graveyard>();

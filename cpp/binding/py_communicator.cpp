@@ -23,6 +23,7 @@
 #include "binding/bindings.h"
 #include "binding/gil.h"
 #include "binding/handle.h"
+#include "binding/py_payload.h"
 #include "binding/reaper.h"
 #include "core/communicator.h"
 
@@ -93,12 +94,15 @@ core::InvokeResult invoke_core(Handle& self, const PyTarget& target, const py::b
                                std::string_view operation, int mode, const py::object& context,
                                const py::handle& params, bool oneway, bool idempotent, bool defer) {
   std::string_view prefix = identity_facet;
+  protocol::ByteView idf(reinterpret_cast<const std::uint8_t*>(prefix.data()), prefix.size());
+  // A large immutable payload is written from where it lies (py_payload.h).
+  if (auto lent = lend_payload(params.ptr(), self.graveyard())) {
+    return self.core().invoke_lent(target.target, idf, operation, static_cast<std::uint8_t>(mode),
+                                   to_context(context), std::move(lent), oneway, idempotent, defer);
+  }
   PayloadView payload(params.ptr());
-  return self.core().invoke(
-      target.target,
-      protocol::ByteView(reinterpret_cast<const std::uint8_t*>(prefix.data()), prefix.size()),
-      operation, static_cast<std::uint8_t>(mode), to_context(context), payload.get(), oneway,
-      idempotent, defer);
+  return self.core().invoke(target.target, idf, operation, static_cast<std::uint8_t>(mode),
+                            to_context(context), payload.get(), oneway, idempotent, defer);
 }
 
 py::tuple address_tuple(const platform::Address& a) { return py::make_tuple(a.host, a.port); }
@@ -135,7 +139,9 @@ void teardown_at_exit() {
 }  // namespace
 
 Handle::Handle(PyInbox& inbox, const core::Options& options)
-    : core_(std::make_shared<Core>(options, inbox.inbox)), futures_(inbox.futures) {
+    : core_(std::make_shared<Core>(options, inbox.inbox)),
+      futures_(inbox.futures),
+      graveyard_(inbox.bodies->graveyard()) {
   remember(core_);
 }
 

@@ -178,16 +178,44 @@ InvokeResult Communicator::invoke(const std::shared_ptr<const Target>& target,
   if (destroying()) throw DestroyedError();
   auto message = buffers_->make_message(64 + operation.size() + params.size());
   protocol::encode_request(*message, 0, identity_facet, operation, mode, context, {1, 1}, params);
-  if (message->size() > options_.message_size_max) {
-    throw MessageSizeError("the request (" + std::to_string(message->size()) +
+  check_request_size(message->size());
+  return send_request(target, std::move(message), nullptr, oneway, idempotent, defer);
+}
+
+InvokeResult Communicator::invoke_lent(const std::shared_ptr<const Target>& target,
+                                       protocol::ByteView identity_facet,
+                                       std::string_view operation, std::uint8_t mode,
+                                       const protocol::Context& context,
+                                       std::shared_ptr<const PayloadOwner> params, bool oneway,
+                                       bool idempotent, bool defer) {
+  if (destroying()) throw DestroyedError();
+  const std::size_t params_size = params->bytes().size();
+  // Checked before encoding: a size past the int32 fields is refused here.
+  check_request_size(params_size);
+  auto head = buffers_->make_message(64 + operation.size() + identity_facet.size());
+  protocol::encode_request_head(*head, 0, identity_facet, operation, mode, context, {1, 1},
+                                params_size);
+  check_request_size(head->size() + params_size);
+  connection_stats_.borrowed_request_bodies.fetch_add(1, std::memory_order_relaxed);
+  return send_request(target, std::move(head), std::move(params), oneway, idempotent, defer);
+}
+
+void Communicator::check_request_size(std::size_t size) const {
+  if (size > options_.message_size_max) {
+    throw MessageSizeError("the request (" + std::to_string(size) +
                            " bytes) exceeds message_size_max (" +
                            std::to_string(options_.message_size_max) + " bytes)");
   }
+}
 
+InvokeResult Communicator::send_request(const std::shared_ptr<const Target>& target,
+                                        std::shared_ptr<protocol::Bytes> message,
+                                        std::shared_ptr<const PayloadOwner> tail, bool oneway,
+                                        bool idempotent, bool defer) {
   if (oneway) {
     auto tracking = next_oneway_id_.fetch_sub(1, std::memory_order_relaxed);
     if (tracking == std::numeric_limits<std::int32_t>::min()) next_oneway_id_ = -1;
-    std::shared_ptr<const protocol::Bytes> shared = std::move(message);
+    OutMessage shared(std::move(message), std::move(tail));
     // A connection found closing is replaced once; a second failure is real.
     for (int attempt = 0;; ++attempt) {
       auto connection = client_connection(target);
@@ -205,15 +233,14 @@ InvokeResult Communicator::invoke(const std::shared_ptr<const Target>& target,
 
   auto connection = client_connection(target);
   auto& request = *message;
-  std::shared_ptr<const protocol::Bytes> shared = std::move(message);
+  OutMessage shared(std::move(message), std::move(tail));
   auto id = outgoing_.add(Outgoing{connection->id(), shared, target, idempotent, false}, request);
   if (!send_on(connection, shared, 0, defer)) on_send_refused(id, *connection, true);
   return {id, false};
 }
 
-bool Communicator::send_on(const std::shared_ptr<Connection>& connection,
-                           std::shared_ptr<const protocol::Bytes> message, std::int32_t sent_id,
-                           bool defer, bool* written) {
+bool Communicator::send_on(const std::shared_ptr<Connection>& connection, OutMessage message,
+                           std::int32_t sent_id, bool defer, bool* written) {
   if (defer) {
     auto started = connection->send_deferred(std::move(message), sent_id);
     if (!started) return false;
@@ -629,6 +656,7 @@ std::vector<std::pair<std::string, std::uint64_t>> Communicator::stats() {
       {"read_handovers", c.read_handovers.load()},
       {"owned_bodies", c.owned_bodies.load()},
       {"direct_body_reads", c.direct_body_reads.load()},
+      {"borrowed_request_bodies", c.borrowed_request_bodies.load()},
       {"write_calls", c.write_calls.load()},
       {"direct_writes", c.direct_writes.load()},
       {"heartbeats_sent", c.heartbeats_sent.load()},

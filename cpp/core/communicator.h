@@ -90,6 +90,17 @@ class Communicator final : public ConnectionHost {
                       std::string_view operation, std::uint8_t mode,
                       const protocol::Context& context, protocol::ByteView params, bool oneway,
                       bool idempotent, bool defer = false);
+  // The same, for a payload lent rather than copied: the request is queued
+  // as its encoded head plus these bytes, which stay referenced until the
+  // request is written and can no longer be retried (its reply, failure or
+  // cancel, or a oneway's write), then the owner is let go on whichever
+  // thread that happens (see PayloadOwner). Counted in stats() as
+  // borrowed_request_bodies. (Named apart: invoke(..., {}, ...) stays unambiguous.)
+  InvokeResult invoke_lent(const std::shared_ptr<const Target>& target,
+                           protocol::ByteView identity_facet, std::string_view operation,
+                           std::uint8_t mode, const protocol::Context& context,
+                           std::shared_ptr<const PayloadOwner> params, bool oneway,
+                           bool idempotent, bool defer = false);
   // Forgets a twoway invocation (timed out or abandoned); a late reply is dropped.
   void cancel(std::int32_t request_id);
 
@@ -173,9 +184,16 @@ class Communicator final : public ConnectionHost {
   std::shared_ptr<Connection> client_connection(const std::shared_ptr<const Target>& target);
   // send() or send_deferred(), the latter remembering the connection for
   // flush_deferred(). False when the connection was closed.
-  bool send_on(const std::shared_ptr<Connection>& connection,
-               std::shared_ptr<const protocol::Bytes> message, std::int32_t sent_id, bool defer,
-               bool* written = nullptr);
+  bool send_on(const std::shared_ptr<Connection>& connection, OutMessage message,
+               std::int32_t sent_id, bool defer, bool* written = nullptr);
+  // Throws MessageSizeError when a request of `size` bytes exceeds message_size_max.
+  void check_request_size(std::size_t size) const;
+  // invoke's second half: files (twoway) and sends an encoded request,
+  // `message` followed by `tail` when not null.
+  InvokeResult send_request(const std::shared_ptr<const Target>& target,
+                            std::shared_ptr<protocol::Bytes> message,
+                            std::shared_ptr<const PayloadOwner> tail, bool oneway, bool idempotent,
+                            bool defer);
   void accept(std::uint32_t adapter_id, platform::UniqueFd fd);
   void send_outgoing(std::int32_t request_id, Outgoing outgoing);
   void fail(std::int32_t request_id, ErrorCode code, std::string text);

@@ -61,6 +61,8 @@ struct ConnectionStats {
   std::atomic<std::uint64_t> read_handovers{0};   // the loop stalled: the reactor read for it
   std::atomic<std::uint64_t> owned_bodies{0};     // reply bodies read into a BodyMaker's owner
   std::atomic<std::uint64_t> direct_body_reads{0};  // reads straight into such a body
+  // Requests whose payload was queued by reference, not copied (PayloadOwner).
+  std::atomic<std::uint64_t> borrowed_request_bodies{0};
 };
 
 // What a connection needs from the communicator that owns it.
@@ -115,7 +117,7 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   // connection is active, else queues. `sent_id` != 0 asks for a `sent`
   // event once the message is on the wire (a oneway invocation's
   // completion).
-  SendResult send(std::shared_ptr<const protocol::Bytes> message, std::int32_t sent_id = 0);
+  SendResult send(OutMessage message, std::int32_t sent_id = 0);
 
   // The loop thread's coalesced send: queue, and let flush() write the rest
   // of the batch with one writev. A long batch is written in slices as it
@@ -123,8 +125,7 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   // producing the next. Returns whether this call started a batch
   // (the caller must then flush this connection once its batch is done);
   // nullopt when the connection is closed.
-  std::optional<bool> send_deferred(std::shared_ptr<const protocol::Bytes> message,
-                                    std::int32_t sent_id = 0);
+  std::optional<bool> send_deferred(OutMessage message, std::int32_t sent_id = 0);
   // Any thread: writes what is queued (ends a batch of send_deferred()).
   void flush();
 
@@ -170,9 +171,13 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   std::shared_ptr<const tls::PeerInfo> tls_peer();
 
  private:
+  // A queued message is written from where it lies: its head, then its
+  // borrowed tail, if any (one iovec each), never gathered into one buffer.
+  // Popped under mutex_ once written, which may let a lent tail go there:
+  // safe, as a PayloadOwner's destructor never blocks (out_message.h).
   struct Queued {
-    std::shared_ptr<const protocol::Bytes> data;
-    std::size_t offset = 0;
+    OutMessage data;
+    std::size_t offset = 0;  // of data.size(), already written
     std::int32_t sent_id = 0;
     bool pressure = false;  // counts for back-pressure (see enqueue_locked)
   };

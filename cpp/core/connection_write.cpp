@@ -15,10 +15,28 @@ namespace {
 
 constexpr int max_iov = 64;
 
+// Appends the unwritten rest of `message` (from `offset`) to `parts`, as
+// its head's rest and its tail's rest; returns the new count.
+int add_parts(const OutMessage& message, std::size_t offset, iovec* parts, int count) {
+  const std::size_t head = message.head_size();
+  if (offset < head) {
+    parts[count].iov_base = const_cast<std::uint8_t*>(message.head->data() + offset);
+    parts[count].iov_len = head - offset;
+    ++count;
+    offset = head;
+  }
+  auto tail = message.tail_bytes();
+  if (offset - head < tail.size()) {
+    parts[count].iov_base = const_cast<std::uint8_t*>(tail.data() + (offset - head));
+    parts[count].iov_len = tail.size() - (offset - head);
+    ++count;
+  }
+  return count;
+}
+
 }  // namespace
 
-Connection::SendResult Connection::send(std::shared_ptr<const protocol::Bytes> message,
-                                        std::int32_t sent_id) {
+Connection::SendResult Connection::send(OutMessage message, std::int32_t sent_id) {
   std::vector<Event> sent;
   SendResult result;
   bool failed = false;
@@ -53,14 +71,13 @@ Connection::SendResult Connection::send(std::shared_ptr<const protocol::Bytes> m
   return result;
 }
 
-std::optional<bool> Connection::send_deferred(std::shared_ptr<const protocol::Bytes> message,
-                                              std::int32_t sent_id) {
+std::optional<bool> Connection::send_deferred(OutMessage message, std::int32_t sent_id) {
   std::vector<Event> sent;
   bool started = false;
   {
     std::unique_lock lock(mutex_);
     if (state_ == State::closed || close_sent_) return std::nullopt;
-    std::size_t size = message->size();
+    std::size_t size = message.size();
     enqueue_locked(Queued{std::move(message), 0, sent_id});
     started = !batch_open_;
     batch_open_ = true;
@@ -116,9 +133,10 @@ bool Connection::flush_locked(std::unique_lock<std::mutex>& lock, std::vector<Ev
     // while the lock is released; others may only append.
     iovec parts[max_iov];
     int count = 0;
-    for (auto it = queue_.begin(); it != queue_.end() && count < max_iov; ++it, ++count) {
-      parts[count].iov_base = const_cast<std::uint8_t*>(it->data->data() + it->offset);
-      parts[count].iov_len = it->data->size() - it->offset;
+    // Two parts per message at most (head, borrowed tail); a message whose
+    // tail does not fit goes whole in the next round.
+    for (auto it = queue_.begin(); it != queue_.end() && count + 2 <= max_iov; ++it) {
+      count = add_parts(it->data, it->offset, parts, count);
     }
     lock.unlock();
     stats.write_calls.fetch_add(1, std::memory_order_relaxed);
@@ -133,7 +151,7 @@ bool Connection::flush_locked(std::unique_lock<std::mutex>& lock, std::vector<Ev
     auto written = static_cast<std::size_t>(n);
     while (written > 0 && !queue_.empty()) {
       auto& front = queue_.front();
-      std::size_t left = front.data->size() - front.offset;
+      std::size_t left = front.data.size() - front.offset;
       if (written < left) {
         front.offset += written;
         if (front.pressure) pressure_bytes_ -= written;
@@ -165,12 +183,12 @@ void Connection::enqueue_locked(Queued queued) {
   // more than the high mark of requests queued (64 calls of 1 MiB in
   // flight) stopped reading replies while the server, its replies queued
   // past the mark, stopped reading requests: both waited for ever.
-  const auto& data = *queued.data;
-  auto type = data.size() > 8 ? static_cast<protocol::MessageType>(data[8])
+  const auto& head = *queued.data.head;
+  auto type = head.size() > 8 ? static_cast<protocol::MessageType>(head[8])
                               : protocol::MessageType::validate_connection;
   queued.pressure = type != protocol::MessageType::request &&
                     type != protocol::MessageType::batch_request;
-  if (queued.pressure) pressure_bytes_ += data.size() - queued.offset;
+  if (queued.pressure) pressure_bytes_ += queued.data.size() - queued.offset;
   queue_.push_back(std::move(queued));
 }
 

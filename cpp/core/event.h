@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 
+#include "core/out_message.h"
 #include "protocol/message.h"
 
 namespace aiocomm::core {
@@ -79,8 +80,9 @@ struct Event {
   // A reply's request, kept for a retry until now: released with the event,
   // on the loop thread that allocated it. Freed on a reactor thread instead,
   // every request's memory would change threads, and the loop's allocator
-  // would take its slow path on every call.
-  std::shared_ptr<const protocol::Bytes> request;
+  // would take its slow path on every call; and a borrowed payload (its
+  // tail) is released there with the GIL at hand, not deferred.
+  OutMessage request;
 };
 
 }  // namespace aiocomm::core

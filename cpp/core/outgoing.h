@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/out_message.h"
 #include "protocol/buffer.h"
 
 namespace aiocomm::core {
@@ -48,7 +49,7 @@ struct Target {
 
 struct Outgoing {
   std::uint64_t connection_id = 0;
-  std::shared_ptr<const protocol::Bytes> message;  // kept for a retry
+  OutMessage message;  // kept for a retry, borrowed payload included
   std::shared_ptr<const Target> target;
   bool idempotent = false;
   bool retried = false;          // sent once, then its connection ended

@@ -130,12 +130,12 @@ Bytes encode_identity_facet(const Identity& identity, const std::string& facet) 
   return out;
 }
 
-void encode_request(Bytes& out, std::int32_t request_id, ByteView identity_facet,
-                    std::string_view operation, std::uint8_t mode, const Context& context,
-                    EncodingVersion encoding, ByteView params) {
-  auto start = out.size();
-  begin_message(out, MessageType::request);
-  Writer w(out);
+namespace {
+
+// Everything of a request before its params' bytes.
+void request_front(Writer& w, std::int32_t request_id, ByteView identity_facet,
+                   std::string_view operation, std::uint8_t mode, const Context& context,
+                   EncodingVersion encoding, std::size_t params_size) {
   w.int32(request_id);
   w.raw(identity_facet);
   w.string(operation);
@@ -145,8 +145,31 @@ void encode_request(Bytes& out, std::int32_t request_id, ByteView identity_facet
     w.string(key);
     w.string(value);
   }
-  encapsulation(w, encoding, params);
+  w.int32(static_cast<std::int32_t>(params_size + 6));
+  w.byte(encoding.major);
+  w.byte(encoding.minor);
+}
+
+}  // namespace
+
+void encode_request(Bytes& out, std::int32_t request_id, ByteView identity_facet,
+                    std::string_view operation, std::uint8_t mode, const Context& context,
+                    EncodingVersion encoding, ByteView params) {
+  auto start = out.size();
+  begin_message(out, MessageType::request);
+  Writer w(out);
+  request_front(w, request_id, identity_facet, operation, mode, context, encoding, params.size());
+  w.raw(params);
   finish_message(out, start);
+}
+
+void encode_request_head(Bytes& out, std::int32_t request_id, ByteView identity_facet,
+                         std::string_view operation, std::uint8_t mode, const Context& context,
+                         EncodingVersion encoding, std::size_t params_size) {
+  begin_message(out, MessageType::request);
+  Writer w(out);
+  request_front(w, request_id, identity_facet, operation, mode, context, encoding, params_size);
+  store_int32(out.data() + 10, static_cast<std::int32_t>(out.size() + params_size));
 }
 
 Request decode_request(ByteView body) {

@@ -98,6 +98,13 @@ Bytes encode_identity_facet(const Identity& identity, const std::string& facet);
 void encode_request(Bytes& out, std::int32_t request_id, ByteView identity_facet,
                     std::string_view operation, std::uint8_t mode, const Context& context,
                     EncodingVersion encoding, ByteView params);
+// Appends a request message but for its last `params_size` bytes, the
+// params, which the sizes (message and encapsulation) already count: the
+// params follow it on the wire from wherever they lie. `out` must be empty
+// (the message size is written for a message that starts at 0).
+void encode_request_head(Bytes& out, std::int32_t request_id, ByteView identity_facet,
+                         std::string_view operation, std::uint8_t mode, const Context& context,
+                         EncodingVersion encoding, std::size_t params_size);
 
 // Body decoders: `body` is the message after its header.
 Request decode_request(ByteView body);

@@ -1387,3 +1387,148 @@ TEST(loop_reads_off_leaves_every_read_to_the_reactor) {
   CHECK_EQ(stat(*pair.client.comm, "loop_read_calls"), 0u);
   CHECK(stat(*pair.client.comm, "inbox_wakeups") >= 5);
 }
+
+// ------------------------------------------------ lent payloads (PayloadOwner)
+
+namespace {
+
+// A payload lent to the core, as the binding lends a Python `bytes`.
+class LentBytes final : public core::PayloadOwner {
+ public:
+  explicit LentBytes(protocol::Bytes bytes) : bytes_(std::move(bytes)) {}
+  protocol::ByteView bytes() const noexcept override { return bytes_; }
+
+ private:
+  protocol::Bytes bytes_;
+};
+
+protocol::Bytes numbered(std::size_t size, std::uint8_t seed) {
+  protocol::Bytes out(size);
+  for (std::size_t i = 0; i < size; ++i) out[i] = static_cast<std::uint8_t>(i * 31 + seed + (i >> 12));
+  return out;
+}
+
+}  // namespace
+
+TEST(lent_payloads_round_trip_then_are_released) {
+  Node server, client;
+  auto adapter = server.comm->create_adapter("127.0.0.1", 0);
+  auto target = target_for(adapter.address.port);
+  // Large ones lent, small ones copied, in one pipeline: the write queue
+  // mixes two-part and whole messages, and one writev takes several.
+  std::vector<std::weak_ptr<const core::PayloadOwner>> lent;
+  std::vector<protocol::Bytes> sent;
+  std::vector<std::int32_t> ids;
+  const protocol::Context ctx{{"key", std::string(200, 'c')}};
+  for (int i = 0; i < 24; ++i) {
+    sent.push_back(numbered(i % 2 == 0 ? 300 * 1024 : 100, static_cast<std::uint8_t>(i)));
+    if (i % 2 == 0) {
+      auto owner = std::make_shared<LentBytes>(sent.back());
+      lent.push_back(owner);
+      ids.push_back(client.comm->invoke_lent(target, view(hello_idf()), "echo", 0, ctx, std::move(owner),
+                                        false, false).id);
+    } else {
+      ids.push_back(call(*client.comm, target, "echo", sent.back(), ctx));
+    }
+  }
+  CHECK_EQ(stat(*client.comm, "borrowed_request_bodies"), 12u);
+  std::size_t answered = 0;
+  REQUIRE(server.loop.wait_until([&] {
+    for (; answered < server.loop.events.size(); ++answered) {
+      const auto& e = server.loop.events[answered];
+      if (e.kind != EventKind::request) continue;
+      CHECK(e.context == ctx);
+      server.comm->send_reply(e.connection_id, ok_reply(e, e.body));
+    }
+    return server.loop.count(EventKind::request) == ids.size();
+  }));
+  REQUIRE(client.loop.wait_until([&] { return client.loop.count(EventKind::reply) == ids.size(); }));
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    auto r = client.loop.find(EventKind::reply, ids[i]);
+    REQUIRE(r);
+    CHECK(r->body == sent[i]);
+  }
+  // Held by the reply events (for a retry until the reply came); once the
+  // loop lets them go, nothing holds a payload.
+  client.loop.events.clear();
+  CHECK(client.loop.wait_until([&] {
+    return std::all_of(lent.begin(), lent.end(), [](const auto& w) { return w.expired(); });
+  }));
+}
+
+TEST(lent_payload_is_sent_again_after_close_connection) {
+  RawServer peer;
+  Node client;
+  auto target = target_for(peer.port());
+  auto payload = numbered(200 * 1024, 9);
+  auto owner = std::make_shared<LentBytes>(payload);
+  std::weak_ptr<const core::PayloadOwner> weak = owner;
+  auto id = client.comm->invoke_lent(target, view(hello_idf()), "op", 0, {}, std::move(owner), false,
+                                false).id;
+  auto first = peer.accept();
+  REQUIRE(first);
+  CHECK(first->send(validate_bytes()));
+  auto request = first->read_message();
+  REQUIRE(request.has_value());
+  CHECK(std::equal(payload.begin(), payload.end(), request->end() - static_cast<long>(payload.size())));
+  // Not dispatched, says close-connection: the same request goes again,
+  // payload and all, although its first write ended long ago.
+  CHECK(first->send(protocol::close_connection_message()));
+  CHECK(first->wait_closed(2s));
+  CHECK(!weak.expired());
+  auto second = peer.accept();
+  REQUIRE(second);
+  CHECK(second->send(validate_bytes()));
+  auto again = second->read_message();
+  REQUIRE(again.has_value());
+  CHECK(*again == *request);
+  protocol::Bytes reply;
+  protocol::encode_reply_payload(reply, id, protocol::ReplyStatus::ok, {1, 1}, view(bytes("r")));
+  CHECK(second->send(reply));
+  REQUIRE(client.loop.wait_for(EventKind::reply, id));
+  client.loop.events.clear();
+  CHECK(client.loop.wait_until([&] { return weak.expired(); }));
+}
+
+TEST(lent_payloads_queued_mid_write_are_released_by_destroy) {
+  // The peer validates and reads nothing: the first request is cut
+  // mid-write, the others wait behind it. Destroy fails them all and lets
+  // every payload go.
+  RawServer peer;
+  core::Options options;
+  options.message_size_max = 8 << 20;
+  options.close_timeout = 200ms;
+  Node client(options);
+  auto target = target_for(peer.port());
+  std::vector<std::weak_ptr<const core::PayloadOwner>> lent;
+  std::vector<std::int32_t> ids;
+  for (int i = 0; i < 8; ++i) {
+    auto owner = std::make_shared<LentBytes>(numbered(4 << 20, static_cast<std::uint8_t>(i)));
+    lent.push_back(owner);
+    ids.push_back(client.comm->invoke_lent(target, view(hello_idf()), "op", 0, {}, std::move(owner),
+                                      false, false).id);
+  }
+  auto conn = peer.accept();
+  REQUIRE(conn);
+  CHECK(conn->send(validate_bytes()));
+  CHECK(conn->read(1 << 20).has_value());  // the front of the first request
+  std::atomic<bool> done{false};
+  CHECK(client.comm->begin_destroy([&] { done = true; }, true));
+  client.comm->wait_destroyed();
+  CHECK(client.loop.wait_until([&] { return client.loop.count(EventKind::failed) == ids.size(); }));
+  client.loop.events.clear();
+  client.comm.reset();
+  CHECK(done.load());
+  for (const auto& w : lent) CHECK(w.expired());
+}
+
+TEST(lent_payload_over_message_size_max_is_refused) {
+  Node client;  // 1 MiB at most
+  auto owner = std::make_shared<LentBytes>(protocol::Bytes(1 << 20));
+  std::weak_ptr<const core::PayloadOwner> weak = owner;
+  CHECK_THROWS(core::MessageSizeError,
+               client.comm->invoke_lent(target_for(closed_port()), view(hello_idf()), "op", 0, {},
+                                   std::move(owner), false, false));
+  CHECK(weak.expired());
+  CHECK_EQ(stat(*client.comm, "borrowed_request_bodies"), 0u);
+}

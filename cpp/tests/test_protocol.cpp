@@ -554,6 +554,26 @@ TEST(request_round_trip_with_context_facet_and_params) {
   }
 }
 
+TEST(request_head_plus_params_is_the_whole_request) {
+  // A request whose params are written from elsewhere (a lent payload):
+  // its head announces them, and head + params is byte for byte the
+  // request encode_request makes, whatever the sizes' encodings.
+  const Context ctx = {{"k", std::string(300, 'v')}};
+  auto idf = encode_identity_facet(Identity{"obj", "cat"}, "fac");
+  for (std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{254}, std::size_t{255},
+                           std::size_t{70000}}) {
+    Bytes params(size);
+    for (std::size_t i = 0; i < size; ++i) params[i] = static_cast<std::uint8_t>(i * 13 + 1);
+    Bytes whole;
+    encode_request(whole, 42, view(idf), "doIt", 1, ctx, EncodingVersion{1, 1}, view(params));
+    Bytes head;
+    encode_request_head(head, 42, view(idf), "doIt", 1, ctx, EncodingVersion{1, 1}, size);
+    CHECK_EQ(head.size() + size, whole.size());
+    head.insert(head.end(), params.begin(), params.end());
+    CHECK(head == whole);
+  }
+}
+
 TEST(request_context_layout) {
   auto idf = encode_identity_facet(Identity{"o", ""}, "");
   Bytes out;
