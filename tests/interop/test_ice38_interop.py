@@ -31,15 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import functools
-import glob
-import json
 import os
-import queue
 import struct
-import subprocess
-import tempfile
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -47,6 +40,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from peer_process import CLIENT_TIMEOUT, PeerServer, run_peer_client
+from peer_pythons import ice38_python
 
 import aiocomm
 
@@ -58,9 +53,6 @@ CANDIDATES = os.path.join(
     os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv")), "versions/3.12*/bin/python"
 )
 
-START_TIMEOUT = 30.0  # seconds for the Ice server to print READY
-STOP_TIMEOUT = 10.0  # seconds for it to exit once stdin is closed
-CLIENT_TIMEOUT = 50.0  # hard limit for one Ice client scenario (pytest timeout is 60)
 
 # Keep these in sync with ice38_peer_server.py and ice38_peer_client.py.
 TYPE_ID = "::Test::Echo"
@@ -84,144 +76,9 @@ IDLE_TIMEOUT = 4  # seconds, on both sides
 IDLE_SECONDS = 3.0 * IDLE_TIMEOUT  # how long the connection is left idle: three idle timeouts
 
 
-# ---------------------------------------------------------------------------
-# Finding the Ice 3.8 interpreter
-# ---------------------------------------------------------------------------
-
-
-def _ice_version(python: str) -> tuple[str | None, str]:
-    """(Ice version, "") if ``python`` imports Ice, else (None, why not)."""
-    try:
-        result = subprocess.run(
-            [python, "-c", "import Ice; print(Ice.stringVersion())"],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as ex:
-        return None, f"cannot run it: {ex}"
-    if result.returncode != 0:
-        return None, (result.stderr.strip().splitlines() or ["?"])[-1]
-    return result.stdout.strip(), ""
-
-
-@functools.cache
-def find_ice38_python() -> tuple[str | None, str]:
-    """(interpreter, "") for the Ice 3.8 peers, or (None, why there is none)."""
-    explicit = os.environ.get(ENV_VAR)
-    candidates = [explicit] if explicit else sorted(glob.glob(CANDIDATES))
-    tried: list[str] = []
-    for python in candidates:
-        version, why = _ice_version(python)
-        if version is not None and version.startswith("3.8"):
-            return python, ""
-        tried.append(f"{python}: {why or f'Ice {version}, not 3.8'}")
-    where = f"{ENV_VAR}={explicit}" if explicit else f"{ENV_VAR} unset, {CANDIDATES}"
-    return None, (
-        f"no Python with ZeroC Ice 3.8 for the Ice 3.8 interop peers ({where}; "
-        f"tried: {'; '.join(tried) or 'nothing matched'}). `bash .ci/ice38-peer.sh` makes "
-        f"one, build/venv-ice38/bin/python; CI runs these tests in .ci/run's py3.12 stage"
-    )
-
-
-def ice38_python() -> str:
-    """The interpreter; else fail if CI=true and ``ENV_VAR`` names the peer, or skip."""
-    python, reason = find_ice38_python()
-    if python is None:
-        if os.environ.get("CI") == "true" and os.environ.get(ENV_VAR):
-            pytest.fail(
-                f"CI=true and {ENV_VAR} names the Ice 3.8 interop peer, but it is missing: "
-                f"{reason}",
-                pytrace=False,
-            )
-        pytest.skip(reason)
-    return python
-
-
-# ---------------------------------------------------------------------------
-# The Ice 3.8 peers
-# ---------------------------------------------------------------------------
-
-
-class Ice38PeerServer:
+def Ice38PeerServer(python: str, *args: str) -> PeerServer:
     """A running ``ice38_peer_server.py`` subprocess."""
-
-    def __init__(self, python: str, *args: str) -> None:
-        #: set by kill(): the exit status is then no failure
-        self.killed = False
-        self._stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            [python, str(SERVER_SCRIPT), *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-        )
-        lines: queue.Queue[bytes] = queue.Queue()
-        assert self.proc.stdout is not None
-        stdout = self.proc.stdout
-        reader = threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True)
-        reader.start()
-        try:
-            line = lines.get(timeout=START_TIMEOUT).decode("utf-8", "replace").strip()
-        except queue.Empty:
-            line = ""
-        if not line.startswith("READY "):
-            self.kill()
-            reader.join(STOP_TIMEOUT)
-            stderr = self.stderr_text()
-            self.close()
-            raise RuntimeError(f"Ice 3.8 peer server did not start: {line!r}\n{stderr}")
-        reader.join(STOP_TIMEOUT)
-        #: Ice 3.8's stringified proxy, e.g. "test:tcp -h 127.0.0.1 -p 4242"
-        self.proxy: str = line[len("READY ") :]
-        #: the endpoint part, e.g. "tcp -h 127.0.0.1 -p 4242"
-        self.endpoints: str = self.proxy.split(":", 1)[1]
-
-    def proxy_for(self, identity: str = "test", facet: str | None = None) -> str:
-        facet_opt = f" -f {facet}" if facet else ""
-        return f"{identity}{facet_opt}:{self.endpoints}"
-
-    def stderr_text(self) -> str:
-        try:
-            self._stderr.seek(0)
-            return self._stderr.read().decode("utf-8", "replace")
-        except (OSError, ValueError):
-            return ""
-
-    def stop(self) -> int:
-        """Close stdin (the server's signal to exit) and wait; kill if it hangs."""
-        if self.proc.stdin is not None and not self.proc.stdin.closed:
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
-        try:
-            rc = self.proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            rc = -9
-        return rc
-
-    def kill(self) -> None:
-        self.killed = True
-        if self.proc.poll() is None:
-            self.proc.kill()
-        try:
-            self.proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            pass
-
-    def close(self) -> None:
-        """Release every pipe and file (after stop() or kill())."""
-        for f in (self.proc.stdin, self.proc.stdout):
-            if f is not None and not f.closed:
-                try:
-                    f.close()
-                except OSError:
-                    pass
-        self._stderr.close()
+    return PeerServer("Ice 3.8 peer", python, SERVER_SCRIPT, *args)
 
 
 @pytest.fixture(scope="session")
@@ -265,40 +122,8 @@ async def run_ice38_client(
 
     Fails the test (with the client's output) unless it reports success.
     """
-    python = ice38_python()
-
-    def run() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [python, str(CLIENT_SCRIPT), proxy, scenario, *options],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,  # kills the client when exceeded
-            check=False,
-        )
-
-    try:
-        completed = await asyncio.to_thread(run)
-    except subprocess.TimeoutExpired as ex:
-        pytest.fail(
-            f"Ice 3.8 client scenario {scenario!r} against {proxy!r} timed out after {timeout} s\n"
-            f"stdout: {ex.stdout!r}\nstderr: {ex.stderr!r}",
-            pytrace=False,
-        )
-    lines = completed.stdout.strip().splitlines()
-    result: dict[str, Any] = {}
-    if lines:
-        try:
-            result = json.loads(lines[-1])
-        except ValueError:
-            result = {}
-    if completed.returncode != 0 or not result.get("ok"):
-        pytest.fail(
-            f"Ice 3.8 client scenario {scenario!r} {list(options)} against {proxy!r} failed "
-            f"(exit {completed.returncode}): {result.get('error')}\n"
-            f"stdout: {completed.stdout[-4000:]}\nstderr: {completed.stderr[-4000:]}",
-            pytrace=False,
-        )
+    command = [ice38_python(), str(CLIENT_SCRIPT), proxy, scenario, *options]
+    result = await run_peer_client("Ice 3.8 peer", command, timeout=timeout)
     assert result["ice_version"].startswith("3.8")
     return result
 

@@ -16,8 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ICE_PYTHON, require_ice
-from test_ice38_interop import ice38_python
+from peer_pythons import ICE_PYTHON, ice38_python, require_ice
 
 import aiocomm
 from aiocomm import TLS
