@@ -1,82 +1,76 @@
-"""Fixtures for the ZeroC Ice 3.7 interoperability tests.
+"""Fixtures of the Ice interoperability tests, for both Ice versions' peers.
 
-The Ice peers (``ice_peer_server.py``, ``ice_peer_client.py``) run as
-subprocesses of the system interpreter with Debian's ``python3-zeroc-ice``
-(``/usr/bin/python3``; override with ``AIOCOMM_ICE_PYTHON``). When Ice is not
-importable there the tests are skipped, except under ``CI=true`` where a
-missing peer fails them.
+The peers run as subprocesses of their own interpreters (``peer_pythons.py``
+says which, and what a test does without one: skip, or fail under CI).
+``echo_peer`` runs a test once per Ice version; ``ice37`` and ``ice38`` pin
+one version, for the tests of what only that version has.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
-from peer_process import PeerServer, run_peer_client
-from peer_pythons import ICE_PYTHON, require_ice
 
-import aiocomm
+# The shared helpers assert too: rewritten, their failures say what differed.
+pytest.register_assert_rewrite("aiocomm_echo", "echo_peers")
 
-HERE = Path(__file__).resolve().parent
-SERVER_SCRIPT = HERE / "ice_peer_server.py"
-CLIENT_SCRIPT = HERE / "ice_peer_client.py"
+from aiocomm_echo import AiocommServer, start_aiocomm_server  # noqa: E402
+from echo_peers import EchoPeer  # noqa: E402
+from peer_process import PeerServer  # noqa: E402
+from peer_pythons import ice38_python, peer_python, require_ice  # noqa: E402
 
-
-def IcePeerServer(*args: str) -> PeerServer:
-    """A running ``ice_peer_server.py`` subprocess."""
-    return PeerServer("Ice 3.7 peer", ICE_PYTHON, SERVER_SCRIPT, *args)
+import aiocomm  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def ice_peer() -> None:
-    """The Ice peer is usable (else skip, or fail under CI=true)."""
+    """The Ice 3.7 peer is usable (else skip, or fail under CI=true)."""
     require_ice()
 
 
 @pytest.fixture(scope="session")
-def ice_server(ice_peer: None) -> Iterator[PeerServer]:
-    """One Ice 3.7 server for the session (its state: a oneway counter)."""
-    server = IcePeerServer()
+def ice37() -> EchoPeer:
+    return EchoPeer("ice37", require_ice())
+
+
+@pytest.fixture(scope="session")
+def ice38() -> EchoPeer:
+    return EchoPeer("ice38", ice38_python())
+
+
+@pytest.fixture(scope="session", params=["ice37", "ice38"])
+def echo_peer(request: pytest.FixtureRequest) -> EchoPeer:
+    """Each Ice version's echo peer in turn."""
+    return EchoPeer(request.param, peer_python(request.param))
+
+
+@pytest.fixture(scope="session")
+def echo_server(echo_peer: EchoPeer) -> Iterator[PeerServer]:
+    """One Ice server of that version for the session (its state: a oneway counter)."""
+    server = echo_peer.start_server()
     try:
         yield server
     finally:
-        rc = server.stop()
-        stderr = server.stderr_text()
-        server.close()
-    assert rc == 0, f"Ice peer server exited with {rc}:\n{stderr}"
+        failure = server.stop_and_check()
+    assert failure is None, failure
 
 
 @pytest.fixture
-def ice_server_factory(ice_peer: None) -> Iterator[Callable[..., PeerServer]]:
-    """Start extra Ice servers (e.g. with ACM options); all stopped at teardown."""
+def peer_servers() -> Iterator[Callable[..., PeerServer]]:
+    """``start(peer, *options)``: extra Ice servers (e.g. with ACM or idle
+    options); all stopped at teardown, where any that failed (and was not
+    killed on purpose) fails the test."""
     servers: list[PeerServer] = []
 
-    def start(*args: str) -> PeerServer:
-        server = IcePeerServer(*args)
+    def start(peer: EchoPeer, *args: str) -> PeerServer:
+        server = peer.start_server(*args)
         servers.append(server)
         return server
 
     yield start
-    for server in servers:
-        server.stop()
-        server.close()
-
-
-IceClientRunner = Callable[[str, str], Awaitable[dict[str, Any]]]
-
-
-async def run_ice_client(proxy: str, scenario: str) -> dict[str, Any]:
-    """Run one ``ice_peer_client.py`` scenario; fails the test unless it succeeds."""
-    command = [ICE_PYTHON, str(CLIENT_SCRIPT), proxy, scenario]
-    return await run_peer_client("Ice 3.7 peer", command)
-
-
-@pytest.fixture
-def ice_client(ice_peer: None) -> IceClientRunner:
-    """``await ice_client(proxy_string, scenario)`` -> the client's JSON result."""
-    return run_ice_client
+    failures = [f for f in (server.stop_and_check() for server in servers) if f is not None]
+    assert not failures, "\n".join(failures)
 
 
 @pytest.fixture
@@ -84,3 +78,13 @@ async def comm() -> AsyncIterator[aiocomm.Communicator]:
     """An aiocomm communicator on the test's event loop (asyncio or uvloop)."""
     async with aiocomm.Communicator(invocation_timeout=30.0) as communicator:
         yield communicator
+
+
+@pytest.fixture
+async def aiocomm_server(comm: aiocomm.Communicator) -> AsyncIterator[AiocommServer]:
+    """An aiocomm server of an EchoServant, for the Ice peer clients."""
+    server = await start_aiocomm_server(comm)
+    try:
+        yield server
+    finally:
+        await server.adapter.destroy()

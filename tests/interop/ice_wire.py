@@ -72,3 +72,13 @@ def read_size(buf: bytes, pos: int) -> tuple[int, int]:
 def read_string(buf: bytes, pos: int) -> tuple[str, int]:
     n, pos = read_size(buf, pos)
     return buf[pos : pos + n].decode("utf-8"), pos + n
+
+
+def read_strings(buf: bytes) -> list[str]:
+    """A sequence<string> (as close_reasons answers)."""
+    n, pos = read_size(buf, 0)
+    out = []
+    for _ in range(n):
+        s, pos = read_string(buf, pos)
+        out.append(s)
+    return out
