@@ -307,6 +307,31 @@ def scenario_batch(c: Context) -> None:
     c.checks.append(f"batch_oneway_{n}")
 
 
+# The "concurrent" scenario: each version sends these its own way (3.7 blocks
+# on futures, 3.8 awaits on asyncio) and checks the replies here.
+CONCURRENT_ECHOES = [struct.pack("<i", i) + pattern(i * 37 % 3000, i) for i in range(200)]
+# Dispatches overlap: 20 sleeps of 250 ms take far less than 5 s.
+CONCURRENT_SLEEPS, SLEEP_MS = 20, 250
+
+
+def check_concurrent_echoes(c: Context, results: list[tuple[bool, bytes]]) -> None:
+    for i, ((ok, out), expected) in enumerate(zip(results, CONCURRENT_ECHOES, strict=True)):
+        check(ok, f"concurrent echo {i}: user exception")
+        check(decaps(bytes(out)) == expected, f"concurrent echo {i}: wrong result")
+    c.checks.append(f"concurrent_echo_{len(CONCURRENT_ECHOES)}")
+
+
+def check_concurrent_sleeps(c: Context, results: list[tuple[bool, bytes]], start: float) -> None:
+    """``results`` of the sleeps sent at ``start`` (time.monotonic), all in now."""
+    elapsed = time.monotonic() - start
+    for ok, out in results:
+        check(ok and decaps(bytes(out)) == b"", f"sleep returned {(ok, out)!r}")
+    k, ms = CONCURRENT_SLEEPS, SLEEP_MS
+    c.info["concurrent_sleep_seconds"] = round(elapsed, 3)
+    check(elapsed < k * ms / 1000.0 / 2, f"{k} concurrent sleeps of {ms} ms took {elapsed:.2f} s")
+    c.checks.append(f"concurrent_sleep_{k}")
+
+
 SCENARIOS: dict[str, Scenario] = {
     "echo": scenario_echo,
     "builtins": scenario_builtins,

@@ -42,7 +42,7 @@ from typing import Any
 import echo_scenarios as es
 import Ice
 import peer_serve
-from ice_wire import EXTRA_STATUSES, encaps, pattern
+from ice_wire import EXTRA_STATUSES, encaps
 
 
 def scenario_errors_status(c: es.Context) -> None:
@@ -80,38 +80,18 @@ def scenario_unauthorized(c: es.Context) -> None:
 
 async def scenario_concurrent(c: es.Context) -> None:
     """Ice 3.8 awaits its ``ice_invokeAsync`` calls on the communicator's asyncio loop."""
-    prx = c.prx
-    n = 200
-    payloads = [struct.pack("<i", i) + pattern(i * 37 % 3000, i) for i in range(n)]
-    results = await asyncio.wait_for(
-        asyncio.gather(
-            *(prx.ice_invokeAsync("echo", Ice.OperationMode.Normal, encaps(p)) for p in payloads)
-        ),
-        timeout=es.INVOCATION_TIMEOUT_MS / 1000.0,
-    )
-    for i, ((ok, out), expected) in enumerate(zip(results, payloads, strict=True)):
-        es.check(ok, f"concurrent echo {i}: user exception")
-        es.check(es.decaps(bytes(out)) == expected, f"concurrent echo {i}: wrong result")
-    c.checks.append(f"concurrent_echo_{n}")
-
-    # Dispatches overlap: 20 sleeps of 250 ms take far less than 5 s.
-    k, ms = 20, 250
+    timeout = es.INVOCATION_TIMEOUT_MS / 1000.0
+    normal = Ice.OperationMode.Normal
+    echoes = (c.prx.ice_invokeAsync("echo", normal, encaps(p)) for p in es.CONCURRENT_ECHOES)
+    results = await asyncio.wait_for(asyncio.gather(*echoes), timeout=timeout)
+    es.check_concurrent_echoes(c, results)
     start = time.monotonic()
-    sleep_arg = encaps(struct.pack("<i", ms))
-    results = await asyncio.wait_for(
-        asyncio.gather(
-            *(prx.ice_invokeAsync("sleep", Ice.OperationMode.Normal, sleep_arg) for _ in range(k))
-        ),
-        timeout=es.INVOCATION_TIMEOUT_MS / 1000.0,
+    sleep_arg = encaps(struct.pack("<i", es.SLEEP_MS))
+    sleeps = (
+        c.prx.ice_invokeAsync("sleep", normal, sleep_arg) for _ in range(es.CONCURRENT_SLEEPS)
     )
-    for ok, out in results:
-        es.check(ok and es.decaps(bytes(out)) == b"", f"sleep returned {(ok, out)!r}")
-    elapsed = time.monotonic() - start
-    c.info["concurrent_sleep_seconds"] = round(elapsed, 3)
-    es.check(
-        elapsed < k * ms / 1000.0 / 2, f"{k} concurrent sleeps of {ms} ms took {elapsed:.2f} s"
-    )
-    c.checks.append(f"concurrent_sleep_{k}")
+    results = await asyncio.wait_for(asyncio.gather(*sleeps), timeout=timeout)
+    es.check_concurrent_sleeps(c, results, start)
 
 
 def scenario_idle(c: es.Context) -> None:

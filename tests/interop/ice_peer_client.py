@@ -25,37 +25,21 @@ from typing import Any
 import echo_scenarios as es
 import Ice
 import peer_serve
-from ice_wire import encaps, pattern
+from ice_wire import encaps
 
 
 def scenario_concurrent(c: es.Context) -> None:
-    """Ice 3.7 awaits its ``ice_invokeAsync`` futures by blocking on each."""
-    prx = c.prx
-    n = 200
-    payloads = [struct.pack("<i", i) + pattern(i * 37 % 3000, i) for i in range(n)]
-    futures = [prx.ice_invokeAsync("echo", Ice.OperationMode.Normal, encaps(p)) for p in payloads]
-    for i, (fut, expected) in enumerate(zip(futures, payloads, strict=True)):
-        ok, out = fut.result(es.INVOCATION_TIMEOUT_MS / 1000.0)
-        es.check(ok, f"concurrent echo {i}: user exception")
-        es.check(es.decaps(bytes(out)) == expected, f"concurrent echo {i}: wrong result")
-    c.checks.append(f"concurrent_echo_{n}")
-
-    # Dispatches overlap: 20 sleeps of 250 ms take far less than 5 s.
-    k, ms = 20, 250
+    """Ice 3.7 waits for its ``ice_invokeAsync`` futures by blocking on each."""
+    timeout = es.INVOCATION_TIMEOUT_MS / 1000.0
+    normal = Ice.OperationMode.Normal
+    futures = [c.prx.ice_invokeAsync("echo", normal, encaps(p)) for p in es.CONCURRENT_ECHOES]
+    es.check_concurrent_echoes(c, [f.result(timeout) for f in futures])
     start = time.monotonic()
+    sleep_arg = encaps(struct.pack("<i", es.SLEEP_MS))
     futures = [
-        prx.ice_invokeAsync("sleep", Ice.OperationMode.Normal, encaps(struct.pack("<i", ms)))
-        for _ in range(k)
+        c.prx.ice_invokeAsync("sleep", normal, sleep_arg) for _ in range(es.CONCURRENT_SLEEPS)
     ]
-    for fut in futures:
-        ok, out = fut.result(es.INVOCATION_TIMEOUT_MS / 1000.0)
-        es.check(ok and es.decaps(bytes(out)) == b"", f"sleep returned {(ok, out)!r}")
-    elapsed = time.monotonic() - start
-    c.info["concurrent_sleep_seconds"] = round(elapsed, 3)
-    es.check(
-        elapsed < k * ms / 1000.0 / 2, f"{k} concurrent sleeps of {ms} ms took {elapsed:.2f} s"
-    )
-    c.checks.append(f"concurrent_sleep_{k}")
+    es.check_concurrent_sleeps(c, [f.result(timeout) for f in futures], start)
 
 
 SCENARIOS = {**es.SCENARIOS, "concurrent": scenario_concurrent}

@@ -3,9 +3,9 @@
 - Ice 3.7: Debian's ``python3-zeroc-ice`` under ``/usr/bin/python3``
   (override with ``AIOCOMM_ICE_PYTHON``). Missing: the tests skip, except
   under ``CI=true``, where every stage has it, so they fail.
-- Ice 3.8: ``AIOCOMM_ICE38_PYTHON`` or else the first of pyenv's
-  ``versions/3.12*/bin/python`` that imports Ice 3.8. ``bash
-  .ci/ice38-peer.sh`` makes one, ``build/venv-ice38/bin/python``: from the
+- Ice 3.8: ``AIOCOMM_ICE38_PYTHON`` or else the first of
+  ``build/venv-ice38/bin/python`` and pyenv's ``versions/3.12*/bin/python``
+  that imports Ice 3.8. ``bash .ci/ice38-peer.sh`` makes the first: from the
   wheel in ``../shared/wheels/`` when it is there (seconds), else from source
   (10-25 minutes). Missing: the tests skip and say why, except when
   ``AIOCOMM_ICE38_PYTHON`` is set under ``CI=true``: a stage that names the
@@ -21,11 +21,14 @@ import functools
 import glob
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
 ICE_PYTHON = os.environ.get("AIOCOMM_ICE_PYTHON", "/usr/bin/python3")
 ICE38_ENV = "AIOCOMM_ICE38_PYTHON"
+# What .ci/ice38-peer.sh makes by default, beside the clone's tests.
+BUILT_ICE38 = Path(__file__).resolve().parents[2] / "build" / "venv-ice38" / "bin" / "python"
 ICE38_CANDIDATES = os.path.join(
     os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv")), "versions/3.12*/bin/python"
 )
@@ -75,14 +78,21 @@ def require_ice() -> str:
 def find_ice38_python() -> tuple[str | None, str]:
     """(interpreter, "") for the Ice 3.8 peers, or (None, why there is none)."""
     explicit = os.environ.get(ICE38_ENV)
-    candidates = [explicit] if explicit else sorted(glob.glob(ICE38_CANDIDATES))
+    candidates = [explicit] if explicit else [
+        *([str(BUILT_ICE38)] if BUILT_ICE38.exists() else []),
+        *sorted(glob.glob(ICE38_CANDIDATES)),
+    ]
     tried: list[str] = []
     for python in candidates:
         version, why = ice_version(python)
         if version is not None and version.startswith("3.8"):
             return python, ""
         tried.append(f"{python}: {why or f'Ice {version}, not 3.8'}")
-    where = f"{ICE38_ENV}={explicit}" if explicit else f"{ICE38_ENV} unset, {ICE38_CANDIDATES}"
+    where = (
+        f"{ICE38_ENV}={explicit}"
+        if explicit
+        else f"{ICE38_ENV} unset, {BUILT_ICE38}, {ICE38_CANDIDATES}"
+    )
     return None, (
         f"no Python with ZeroC Ice 3.8 for the Ice 3.8 interop peers ({where}; "
         f"tried: {'; '.join(tried) or 'nothing matched'}). `bash .ci/ice38-peer.sh` makes "

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from aiocomm_echo import (
@@ -63,39 +63,32 @@ async def watch_connections(
     return samples
 
 
-@pytest.fixture(scope="module")
-def ice38_server(ice38: EchoPeer) -> Iterator[PeerServer]:
-    """One Ice 3.8 server with default settings for the module."""
-    server = ice38.start_server()
-    try:
-        yield server
-    finally:
-        failure = server.stop_and_check()
-    assert failure is None, failure
-
-
 # ---------------------------------------------------------------------------
 # (a) aiocomm client -> Ice 3.8 server
 # ---------------------------------------------------------------------------
 
 
-async def test_proxy_in_ice37_style(
-    comm: aiocomm.Communicator, ice38_server: PeerServer
-) -> None:
+# conftest's session server, of Ice 3.8 only.
+on_ice38_server = pytest.mark.parametrize("echo_peer", ["ice38"], indirect=True)
+
+
+@on_ice38_server
+async def test_proxy_in_ice37_style(comm: aiocomm.Communicator, echo_server: PeerServer) -> None:
     # Ice 3.8 prints "test:tcp -h 127.0.0.1 -p N"; the 3.7 style with an
     # endpoint timeout still parses (Ice 3.8 ignores -t).
-    await comm.proxy(f"test -t -e 1.1:{ice38_server.endpoints} -t 60000").ping()
+    await comm.proxy(f"test -t -e 1.1:{echo_server.endpoints} -t 60000").ping()
 
 
+@on_ice38_server
 @pytest.mark.parametrize("status", EXTRA_STATUSES, ids=[f"status{s}" for s in EXTRA_STATUSES])
 async def test_dispatch_errors_above_7(
-    comm: aiocomm.Communicator, ice38_server: PeerServer, status: int
+    comm: aiocomm.Communicator, echo_server: PeerServer, status: int
 ) -> None:
     # Ice 3.8's Unauthorized (9) is PermissionDeniedError, a DispatchError.
     error = "PermissionDeniedError" if status == 9 else "DispatchError"
     case = ("test", None, "fail_status", struct.pack("<i", status), error, status,
             f"fail_status {status}")
-    await check_dispatch_error(comm, ice38_server, case)
+    await check_dispatch_error(comm, echo_server, case)
 
 
 # ---------------------------------------------------------------------------
