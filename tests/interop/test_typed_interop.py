@@ -33,8 +33,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typed_values as tv
 from peer_process import PeerServer, run_peer_client
 from peer_pythons import ice38_python, require_ice
+from typed_values import (
+    BAG_NAMES,
+    I32_MAX,
+    I32_MIN,
+    I64_MAX,
+    I64_MIN,
+    IDEMPOTENT,
+    NEXT_COLOR,
+    TEXTS,
+    sample_seqs,
+)
 
 import aiocomm
 import aiocomm.slice
@@ -49,10 +61,6 @@ ICE37_SLICE2PY = os.environ.get("AIOCOMM_SLICE2PY", "/usr/bin/slice2py")
 START_TIMEOUT = 45.0  # seconds for an Ice server to print READY
 GENERATE_TIMEOUT = 60.0
 
-I32_MIN, I32_MAX = -(1 << 31), (1 << 31) - 1
-I64_MIN, I64_MAX = -(1 << 63), (1 << 63) - 1
-TEXTS = ["", "plain", "h\u00e9llo w\u00f6rld \u2713 \U0001d11e", "x" * 300]
-IDEMPOTENT = 2
 
 
 # ---------------------------------------------------------------------------
@@ -141,44 +149,24 @@ def M(slice_module: Any) -> Any:
     return slice_module.Interop
 
 
-NEXT_COLOR = {1: 5, 5: 6, 6: 1}
-BAG_NAMES = ["b", "by", "s", "i", "l", "f", "d", "text", "c", "p", "seg", "ints", "strs", "map",
-             "blob"]
-
-
 class Transform:
-    """The servants' transformations (keep in sync with typed_peer.py), on aiocomm values."""
+    """The servants' transformations (as typed_peer.py's), on aiocomm values."""
 
     def __init__(self, interop: Any) -> None:
         self.M = interop
 
-    @staticmethod
-    def bool_(v: bool) -> bool:
-        return not v
-
-    @staticmethod
-    def byte(v: int) -> int:
-        return v ^ 0x5A
-
-    @staticmethod
-    def short(v: int) -> int:
-        return v ^ 0x5A5A
-
-    @staticmethod
-    def int_(v: int) -> int:
-        return v ^ 0x5A5A5A5A
-
-    @staticmethod
-    def long(v: int) -> int:
-        return v ^ 0x5A5A5A5A5A5A5A5A
-
-    @staticmethod
-    def float_(v: float) -> float:
-        return -2.0 * v
-
-    @staticmethod
-    def str_(v: str) -> str:
-        return "<" + v + ">"
+    # The built-in types' transformations are typed_values.py's (the peer's too).
+    bool_ = staticmethod(tv.t_bool)
+    byte = staticmethod(tv.t_byte)
+    short = staticmethod(tv.t_short)
+    int_ = staticmethod(tv.t_int)
+    long = staticmethod(tv.t_long)
+    float_ = staticmethod(tv.t_float)
+    str_ = staticmethod(tv.t_str)
+    ints = staticmethod(tv.t_ints)
+    strs = staticmethod(tv.t_strs)
+    map = staticmethod(tv.t_map)
+    blob = staticmethod(tv.t_blob)
 
     def color(self, c: Any) -> Any:
         return self.M.Color(NEXT_COLOR[int(c)])
@@ -188,19 +176,6 @@ class Transform:
 
     def segment(self, s: Any) -> Any:
         return self.M.Geo.Segment(a=self.point(s.b), b=self.point(s.a), label=self.str_(s.label))
-
-    def ints(self, v: Any) -> list[int]:
-        return [self.int_(x) for x in reversed(list(v))]
-
-    def strs(self, v: Any) -> list[str]:
-        return [self.str_(x) for x in reversed(list(v))]
-
-    def map(self, v: Any) -> dict[str, int]:
-        return {self.str_(k): self.int_(x) for k, x in v.items()}
-
-    @staticmethod
-    def blob(v: Any) -> bytes:
-        return bytes(reversed(bytes(v)))
 
     def builtins(self, b: Any) -> Any:
         return self.M.Builtins(
@@ -518,17 +493,9 @@ async def test_nested_struct(prx: Any, t: Transform, M: Any) -> None:
 async def test_sequences(prx: Any, t: Transform, M: Any, n: int) -> None:
     points = [M.Geo.Point(x=i, y=-i) for i in range(5)]
     s = M.Seqs(
-        bytes=bytes(range(256)) * (n // 100 + 1) if n else b"",
-        bools=[i % 3 == 0 for i in range(n)],
-        shorts=[(i * 77) % 65536 - 32768 for i in range(n)],
-        ints=[i * 1000003 - 5 for i in range(n)],
-        longs=[(i << 40) - 7 for i in range(n)],
-        floats=[i * 0.5 for i in range(n)],
-        doubles=[i * -0.125 for i in range(n)],
-        strings=[TEXTS[i % len(TEXTS)] for i in range(n)],
+        **sample_seqs(n),
         points=points[: min(n, 5)],
         colors=[M.Color.red, M.Color.green, M.Color.blue][: min(n, 3)],
-        nested=[[n, -n], [], [I32_MAX]][: min(n, 3)],
     )
     got = await prx.opSeqs(s)
     want = t.seqs(s)
