@@ -6,10 +6,9 @@ for 3.7, the Ice 3.8 venv for 3.8)::
     python tests/interop/typed_server.py GENERATED_DIR
 
 ``GENERATED_DIR`` holds what that Ice version's ``slice2py`` made of
-``interop.ice`` and ``interop_ice_only.ice``. Listens on
-``tcp -h 127.0.0.1 -p 0``, prints ``READY <proxy of "test">`` and serves
-``typed_peer.TestI`` (and a callback object "callback") until stdin is closed
-or SIGTERM/SIGINT.
+``interop.ice`` and ``interop_ice_only.ice``. Serves ``typed_peer.TestI`` as
+"test" (and a callback object "callback") as ``peer_serve.serve`` does:
+``READY <proxy>`` first, until stdin is closed or SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -18,9 +17,10 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, sys.argv[1])
+sys.path.insert(0, sys.argv[1])  # the generated Interop package, before typed_peer
 
-import typed_peer_main
+import peer_serve
+import typed_peer
 
 if __name__ == "__main__":
-    sys.exit(typed_peer_main.serve())
+    sys.exit(peer_serve.serve(peer_serve.properties(), typed_peer.add_servants))
