@@ -102,6 +102,7 @@ class EchoServant(_Blobject):  # type: ignore[misc]
         con.setCloseCallback(lambda closed: self._on_close(closed))
 
     def _count_of(self, op: str) -> int:
+        """The counter after ``op``: count_oneway adds one, reset_count zeroes it."""
         with self._lock:
             if op == "count_oneway":
                 self._count += 1

@@ -1,14 +1,15 @@
 """The Ice side of the typed interop test, shared by the Ice 3.7 and 3.8 peers.
 
-Imported by ``ice_typed_server.py`` / ``ice_typed_client.py`` (Ice 3.7) and
-``ice38_typed_server.py`` / ``ice38_typed_client.py`` (Ice 3.8) after they
-have put the code that version's ``slice2py`` generated from
-``tests/slice/interop.ice`` and ``interop_ice_only.ice`` on ``sys.path``.
+Imported by ``typed_server.py`` / ``typed_client.py``, under either Ice
+version's interpreter, after they have put the code that version's
+``slice2py`` generated from ``tests/slice/interop.ice`` and
+``interop_ice_only.ice`` on ``sys.path``.
 
 The servant (``TestI``) applies the transformations below to what it receives
 and returns the result; the client scenario (``run_client``) calls a server
 with known inputs and checks every result against the same transformations of
-those inputs. ``test_typed_interop.py`` holds the aiocomm copy of both. The
+those inputs. ``test_typed_interop.py`` holds the aiocomm side of both; the
+transformations of built-in types are ``typed_values.py``'s, shared. The
 transformations are chosen so that a field or parameter read from the wrong
 place changes the answer: XOR masks keep every integer in its Slice range,
 floats double exactly, strings gain brackets, enums step to the next
