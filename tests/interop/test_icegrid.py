@@ -10,8 +10,6 @@ and a registry that is killed and restarted is found again.
 from __future__ import annotations
 
 import asyncio
-import glob
-import os
 import subprocess
 import sys
 import tempfile
@@ -22,16 +20,12 @@ from typing import Any
 
 import pytest
 from icegrid_registry import Registry, require_icegrid
+from peer_pythons import peer_python  # each Ice version's interpreter, or skip/fail
 
 import aiocomm
 import aiocomm.slice
 
 HERE = Path(__file__).resolve().parent
-ICE_PYTHON = os.environ.get("AIOCOMM_ICE_PYTHON", "/usr/bin/python3")
-ICE38_ENV = "AIOCOMM_ICE38_PYTHON"  # as in test_ice38_interop.py
-BUILT_ICE38 = HERE.parent.parent / "build" / "venv-ice38" / "bin" / "python"
-PYENV_312 = os.path.join(os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv")),
-                         "versions/3.12*/bin/python")
 PEER = HERE / "icegrid_peer.py"
 TIMEOUT = 20.0  # invocation timeout of the tests' communicators: generous
 
@@ -126,28 +120,6 @@ async def test_well_known_object_added_by_admin(registry: Registry) -> None:
         await adapter.deactivate()
 
 
-def peer_python(request: pytest.FixtureRequest, version: str) -> str:
-    """The interpreter of the Ice 3.7 or 3.8 peer (skips, or fails under CI,
-    as the other interop tests do when it is missing)."""
-    if version == "ice37":
-        request.getfixturevalue("ice_peer")  # conftest's check of the Ice 3.7 peer
-        return ICE_PYTHON
-    explicit = os.environ.get(ICE38_ENV)
-    candidates = [explicit] if explicit else [str(BUILT_ICE38), *sorted(glob.glob(PYENV_312))]
-    for python in candidates:
-        found = subprocess.run([python, "-c", "import Ice; print(Ice.stringVersion())"],
-                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                               timeout=60, check=False) if os.path.exists(python) else None
-        if found is not None and found.returncode == 0 and found.stdout.startswith("3.8"):
-            return python
-    reason = (f"no Python with ZeroC Ice 3.8 ({ICE38_ENV} unset or wrong; "
-              "bash .ci/ice38-peer.sh makes build/venv-ice38)")
-    if os.environ.get("CI") == "true" and explicit:
-        pytest.fail(f"CI=true and {ICE38_ENV} names the Ice 3.8 peer, but: {reason}",
-                    pytrace=False)
-    pytest.skip(reason)
-
-
 PEERS = pytest.mark.parametrize("version", ["ice37", "ice38"])
 
 
@@ -158,9 +130,8 @@ async def _run_peer(python: str, *args: str) -> subprocess.CompletedProcess[str]
 
 
 @PEERS
-async def test_ice_client_resolves_aiocomm_server(registry: Registry, version: str,
-                                                  request: pytest.FixtureRequest) -> None:
-    python = peer_python(request, version)
+async def test_ice_client_resolves_aiocomm_server(registry: Registry, version: str) -> None:
+    python = peer_python(version)
     adapter_id = unique("ForIce")
     async with grid(registry) as server:
         adapter = server.create_object_adapter(adapter_id=adapter_id)
@@ -172,9 +143,8 @@ async def test_ice_client_resolves_aiocomm_server(registry: Registry, version: s
 
 
 @PEERS
-async def test_aiocomm_client_resolves_ice_server(registry: Registry, version: str,
-                                                  request: pytest.FixtureRequest) -> None:
-    python = peer_python(request, version)
+async def test_aiocomm_client_resolves_ice_server(registry: Registry, version: str) -> None:
+    python = peer_python(version)
     adapter_id = unique("IceServer")
     peer = subprocess.Popen([python, str(PEER), "server", registry.locator, adapter_id],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -2,7 +2,7 @@
 client against an Ice server and an Ice client against an aiocomm server,
 with server-only and mutual authentication, on both loops. The Ice side is
 ``icessl_peer.py``, run by the Ice 3.7 system interpreter or the Ice 3.8
-peer's (found as test_ice38_interop.py finds it; skipped without one); the
+peer's (found, or skipped without, as ``peer_pythons.py`` says); the
 certificates come from tests/make_test_certs.sh.
 """
 
@@ -16,8 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ICE_PYTHON, require_ice
-from test_ice38_interop import ice38_python
+from peer_pythons import ICE_PYTHON, ice38_python, require_ice
 
 import aiocomm
 from aiocomm import TLS

@@ -1,7 +1,9 @@
-"""Process plumbing of the typed Ice peers (both Ice versions): start, serve, stop.
+"""Process plumbing every Ice peer shares, under Ice 3.7 and Ice 3.8 alike.
 
-The four ``ice*_typed_*.py`` scripts put the generated code on ``sys.path``
-and call ``serve()`` or ``client()``; the Slice logic is in ``typed_peer.py``.
+Runs in the peer's interpreter (it imports Ice, not aiocomm). A peer server
+listens on ``tcp -h 127.0.0.1 -p 0``, prints ``READY <proxy of "test">`` as
+its first stdout line, and serves until its stdin is closed (the test's
+signal to stop) or it receives SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -10,29 +12,41 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import Ice
-import typed_peer
+
+V38 = Ice.intVersion() >= 30800
 
 
-def _initialize(server: bool) -> Any:
+def properties() -> Any:
+    """The properties every peer starts from."""
     props = Ice.createProperties()
     props.setProperty("Ice.Warn.Connections", "0")
     props.setProperty("Ice.Warn.Dispatch", "0")
-    # Dispatches call back into the client (invokeCallback): more than one thread.
+    # Dispatches overlap (sleep, and typed callbacks into the client): more
+    # than one thread on each side.
     props.setProperty("Ice.ThreadPool.Server.Size", "4")
     props.setProperty("Ice.ThreadPool.Server.SizeMax", "16")
     props.setProperty("Ice.ThreadPool.Client.Size", "2")
     props.setProperty("Ice.ThreadPool.Client.SizeMax", "4")
+    # Ice.MessageSizeMax is deliberately left at its default (1024 KB).
+    return props
+
+
+def initialize(props: Any, event_loop_adapter: Any = None) -> Any:
+    """A communicator; Ice 3.8 takes keywords (and may bind an asyncio loop)."""
+    if V38:
+        init_data = Ice.InitializationData(properties=props, eventLoopAdapter=event_loop_adapter)
+        return Ice.initialize(initData=init_data)
     init_data = Ice.InitializationData()
     init_data.properties = props
-    if typed_peer.V38:
-        return Ice.initialize(initData=init_data)
     return Ice.initialize(init_data)
 
 
-def serve() -> int:
+def serve(props: Any, add_servants: Callable[[Any], None]) -> int:
+    """Serve on an adapter ``add_servants`` fills, until stdin closes or a signal."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -43,6 +57,8 @@ def serve() -> int:
     fd = sys.stdin.fileno()
 
     def watch_stdin() -> None:
+        # os.read on the raw fd: no buffered-reader lock held by this daemon
+        # thread, so interpreter shutdown after SIGTERM stays clean.
         try:
             while os.read(fd, 4096):
                 pass
@@ -50,9 +66,9 @@ def serve() -> int:
             pass
         stop.set()
 
-    with _initialize(server=True) as communicator:
+    with initialize(props) as communicator:
         adapter = communicator.createObjectAdapterWithEndpoints("Test", "tcp -h 127.0.0.1 -p 0")
-        typed_peer.add_servants(adapter)
+        add_servants(adapter)
         adapter.activate()
         proxy = adapter.createProxy(Ice.stringToIdentity("test"))
         sys.stdout.write(f"READY {communicator.proxyToString(proxy)}\n")
@@ -63,8 +79,3 @@ def serve() -> int:
         communicator.shutdown()
         communicator.waitForShutdown()
     return 0
-
-
-def client(proxy: str, peer: str) -> int:
-    with _initialize(server=False) as communicator:
-        return typed_peer.run_client(communicator, proxy, peer)
