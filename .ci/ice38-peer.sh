@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The Ice 3.8 interop peer for tests/interop/test_ice38_interop.py: ZeroC Ice
-# 3.8 for Python in a venv of its own (default build/venv-ice38), made from
-# pyenv's CPython 3.12:
+# The Ice 3.8 interop peer for tests/interop (test_ice_interop.py,
+# test_ice38_interop.py, the typed and IceGrid tests): ZeroC Ice 3.8 for
+# Python in a venv of its own (default build/venv-ice38), made from pyenv's
+# CPython 3.12:
 #
 #   .ci/ice38-peer.sh [venv]
 #
