@@ -51,6 +51,21 @@ class Yielder:
         seen = (tag.get(), current_dispatch.get() is current, asyncio.current_task() is first)
         return repr(seen).encode()
 
+    async def turns(self, payload: bytes, current: aiocomm.Current) -> bytes:
+        # A callback scheduled before the yield runs in the next turn and
+        # schedules a second one for the turn after: the servant, resumed one
+        # turn later, sees the first and not the second (as a Task would).
+        loop = asyncio.get_running_loop()
+        seen: list[int] = []
+
+        def first() -> None:
+            seen.append(1)
+            loop.call_soon(seen.append, 2)
+
+        loop.call_soon(first)
+        await asyncio.sleep(0)
+        return bytes(seen)
+
     async def fail_after_yield(self, payload: bytes, current: aiocomm.Current) -> bytes:
         await asyncio.sleep(0)
         raise ValueError("after the yield")
@@ -117,6 +132,13 @@ async def test_one_yield_at_a_time_is_answered_and_leaves_nothing_in_flight(
         payload = b"%d" % i
         assert await asyncio.wait_for(proxy.invoke("echo", payload), LIMIT) == payload
     assert server.stats()["python_dispatches_in_flight"] == 0
+
+
+async def test_a_bare_yield_costs_exactly_one_loop_turn(
+        server: aiocomm.Communicator, client: aiocomm.Communicator) -> None:
+    _, proxy = serve(server, client, Yielder())
+    for _ in range(20):
+        assert await asyncio.wait_for(proxy.invoke("turns"), LIMIT) == b"\x01"
 
 
 async def test_arrival_order_is_kept_across_yields(server: aiocomm.Communicator,
