@@ -16,7 +16,11 @@ import pathlib
 
 import pytest
 
-PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "aiocomm"
+import aiocomm
+
+# The package being tested, wherever it is installed (the source tree, or
+# the wheel stage's site-packages): its modules ship as source.
+PACKAGE = pathlib.Path(aiocomm.__file__).resolve().parent
 
 LAYERS = [
     "errors", "tls", "identity", "_proxy_string", "_encoding", "_fallback",
