@@ -19,6 +19,18 @@ void Graveyard::bury(PyObject* object) {
   any_.store(true, std::memory_order_release);
 }
 
+void Graveyard::release(PyObject* object) noexcept {
+  if (may_release_here()) {
+    Py_DECREF(object);
+    return;
+  }
+  try {
+    bury(object);
+  } catch (...) {
+    // Out of memory: see the declaration.
+  }
+}
+
 void Graveyard::release_all() noexcept {
   if (!any_.load(std::memory_order_acquire)) return;
   std::vector<PyObject*> dead;
@@ -31,16 +43,7 @@ void Graveyard::release_all() noexcept {
 }
 
 PyBodyOwner::~PyBodyOwner() {
-  if (object_ == nullptr) return;
-  if (may_release_here()) {
-    Py_DECREF(object_);
-    return;
-  }
-  try {
-    graveyard_->bury(object_);
-  } catch (...) {
-    // Out of memory off the loop thread: leaking the body is the only safe end.
-  }
+  if (object_ != nullptr) graveyard_->release(object_);
 }
 
 std::span<std::uint8_t> PyBodyOwner::bytes() noexcept {

@@ -33,6 +33,11 @@ class Graveyard {
 
   // Any thread, with or without the GIL.
   void bury(PyObject* object);
+  // Any thread: lets go of a reference an owner held, at once where this
+  // thread may (may_release_here), else by burying it; never blocks, never
+  // takes the GIL. Out of memory off the loop thread, it leaks the object,
+  // the only safe end.
+  void release(PyObject* object) noexcept;
   // GIL held: releases everything buried so far.
   void release_all() noexcept;
 

@@ -20,17 +20,7 @@ std::shared_ptr<const core::PayloadOwner> make_owner(PyObject* object, const voi
 
 }  // namespace
 
-PyPayloadOwner::~PyPayloadOwner() {
-  if (may_release_here()) {
-    Py_DECREF(object_);
-    return;
-  }
-  try {
-    graveyard_->bury(object_);
-  } catch (...) {
-    // Out of memory off the loop thread: leaking the payload is the only safe end.
-  }
-}
+PyPayloadOwner::~PyPayloadOwner() { graveyard_->release(object_); }
 
 std::shared_ptr<const core::PayloadOwner> lend_payload(PyObject* payload,
                                                        const std::shared_ptr<Graveyard>& graveyard) {
