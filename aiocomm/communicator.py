@@ -175,7 +175,9 @@ class Communicator:
             (the default) means on, unless the environment variable
             ``AIOCOMM_LOOP_READS`` is ``0``. False: the I/O threads read
             everything (the loop does no socket reads at all). TLS
-            connections are always read by the I/O threads.
+            connections are read the same way once their handshake, which
+            always runs on the I/O threads, is done: the loop then decrypts
+            what it reads.
         tls: an :class:`aiocomm.TLS` for ``ssl`` endpoints (certificates,
             trust anchors, verification). Without it, ``ssl`` proxies verify
             servers against the system's authorities, and ``ssl`` adapters
@@ -230,9 +232,6 @@ class Communicator:
         if tls is not None:
             # Before the communicator exists: a configuration that does not
             # load leaves nothing to destroy (the handle's dealloc tears down).
-            # TLS connections are always read (handshake, decryption) on the
-            # native threads, even with loop_reads; the loop only encrypts
-            # what it writes itself, as over tcp it sends it itself.
             tls._apply(handle)
         self._handle = handle
         # What proxies and adapters read of this communicator (_channel.py).

@@ -101,3 +101,19 @@ def run_script(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Certificates of tests/make_test_certs.sh (a CA, server, client, expired, another
+    CA's), made once per session in a temporary directory.
+
+    Skips where aiocomm was built without OpenSSL, but never under CI=true, where a
+    TLS test then fails with the TLSError that says what is missing.
+    """
+    if not aiocomm._core.TLS_AVAILABLE and os.environ.get("CI") != "true":
+        pytest.skip("aiocomm built without OpenSSL (install libssl-dev and rebuild)")
+    directory = tmp_path_factory.mktemp("pki")
+    subprocess.run(["sh", str(Path(__file__).resolve().parent / "make_test_certs.sh"),
+                    str(directory)], check=True, capture_output=True, timeout=60)
+    return directory

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -16,8 +15,6 @@ import pytest
 import aiocomm
 import aiocomm.slice
 from aiocomm import TLS
-
-HERE = Path(__file__).resolve().parent
 
 
 class Echo:
@@ -170,14 +167,6 @@ async def test_typed_servants_are_guarded_too(tmp_path: Path) -> None:
         with pytest.raises(aiocomm.PermissionDeniedError):
             await vault.open("eve")
         assert await vault.with_context({"role": "staff"}).open("bob") == "opened for bob"
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("pki")
-    subprocess.run(["sh", str(HERE / "make_test_certs.sh"), str(directory)], check=True,
-                   capture_output=True, timeout=60)
-    return directory
 
 
 @pytest.mark.skipif(not aiocomm._core.TLS_AVAILABLE and os.environ.get("CI") != "true",

@@ -14,10 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import os
 import socket
 import struct
-import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -34,7 +32,6 @@ KIB = 1024
 MIB = 1024 * 1024
 SIZE_MAX = 16 * MIB
 LEND_MIN = 16 * KIB  # py_payload.h's lend_min
-HERE = Path(__file__).resolve().parent
 
 both_ways = pytest.mark.parametrize("loop_reads", [False, True], ids=["io_threads", "loop_reads"])
 
@@ -314,16 +311,6 @@ async def test_a_retried_request_still_has_its_payload(loop_reads: bool, how: st
 
 
 # --- TLS: the writer encrypts from the head and the lent bytes alike
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not aiocomm._core.TLS_AVAILABLE and os.environ.get("CI") != "true":
-        pytest.skip("aiocomm built without OpenSSL")
-    directory = tmp_path_factory.mktemp("pki")
-    subprocess.run(["sh", str(HERE / "make_test_certs.sh"), str(directory)], check=True,
-                   capture_output=True, timeout=60)
-    return directory
 
 
 async def test_lent_requests_over_tls(pki: Path) -> None:

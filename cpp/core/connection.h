@@ -354,13 +354,14 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   // TLS. tls_ is set once, on the reactor thread before the connection is
   // active, and lives as long as the connection; tls_mutex_ serializes its
   // use by the reader and the writer, and covers only the crypto: the
-  // socket calls run without it. TLS connections are always read by
-  // the reactor (never handed to the loop).
+  // socket calls run without it. Once the handshake is done the loop may
+  // read the connection (loop_reads.cpp), as it reads a tcp one.
   std::shared_ptr<const tls::Context> tls_context_;  // server side, until the handshake
   std::unique_ptr<tls::Session> tls_;
   std::mutex tls_mutex_;
   bool handshaking_ = false;                 // reactor thread only
-  std::vector<std::uint8_t> tls_in_;         // ciphertext from the socket; the reactor's
+  // Ciphertext from the socket: the handshake's, then the reader's (read_mutex_).
+  std::vector<std::uint8_t> tls_in_;
   std::vector<std::uint8_t> tls_plain_;      // plaintext gathered into records; tls_mutex_
   // Ciphertext taken from the session, sent without tls_mutex_: the
   // writer's (writing_), or close_now's once no writer is left.

@@ -279,7 +279,8 @@ long Connection::read_direct_body(std::span<std::uint8_t> rest, std::span<std::u
   stats.read_calls.fetch_add(1, std::memory_order_relaxed);
   stats.direct_body_reads.fetch_add(1, std::memory_order_relaxed);
   if (reading_on_loop_) stats.loop_read_calls.fetch_add(1, std::memory_order_relaxed);
-  // Never TLS in practice: only the loop starts a body, and it reads no TLS.
+  // Over TLS the session decrypts straight into the body; what follows it
+  // is read on the next round.
   if (tls_ || after.empty()) return transport_read(rest);
   // One call for both, as many as one read into read_buffer_ took before:
   // a body read alone cost a second read per reply for what follows it.

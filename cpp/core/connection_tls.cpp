@@ -1,11 +1,13 @@
 // TLS under a connection: the handshake, before the Ice protocol starts,
 // then every byte through the session. It runs where the plain socket calls
-// would: the handshake and reads on the reactor thread, writes on whichever
-// thread holds writing_ (the loop's flush among them: it encrypts what it
-// sends, as over TCP it sends it). tls_mutex_ serializes the session
-// between them; once the connection is up it covers only the crypto (no
-// system call runs under it), so neither side waits for the other's recv
-// or send. (The handshake keeps it throughout: nobody else writes yet.)
+// would: the handshake always on the reactor thread; reads wherever the
+// connection is read (the loop's reads when loop_reads is on, see
+// loop_reads.cpp, else the reactor); writes on whichever thread holds
+// writing_ (the loop's flush among them: it encrypts what it sends, as over
+// TCP it sends it). tls_mutex_ serializes the session between reader and
+// writer; once the connection is up it covers only the crypto (no system
+// call runs under it), so neither side waits for the other's recv or send.
+// (The handshake keeps it throughout: nobody else reads or writes yet.)
 #include <cerrno>
 #include <cstring>
 
@@ -131,6 +133,7 @@ void Connection::finish_handshake() {
       read_watched_ = true;
       reactor_.rewatch(fd_.get(), platform::poll_read | platform::poll_write, this);
     }
+    offer_to_loop();  // as start_server does for tcp: the handshake is over
   }
   // Application data that came with the peer's last flight.
   if (state() != State::closed && tls_buffered()) on_readable();

@@ -14,8 +14,15 @@
 namespace aiocomm::core {
 
 void Connection::offer_to_loop() {
-  // TLS records are read on the reactor: the loop never runs TLS code.
-  if (!host_.options().loop_reads || tls_) return;
+  // A TLS connection too, once its handshake is done (it is offered only
+  // then): the loop then decrypts the records it reads, as it encrypts
+  // those it writes. Left to the reactor, every batch of records cost a
+  // reactor wake-up and a hand-over to the loop, and TLS ran at 0.44x of
+  // plain TCP's calls/s (16 B, 64 in flight, uvloop) against 0.92x read
+  // here. The handshake, certificate checks and a stalled or hostile peer
+  // before it never reach the loop; a blocked loop hands the reading back
+  // as over TCP; loop_reads=False leaves all TLS work to the I/O threads.
+  if (!host_.options().loop_reads) return;
   std::lock_guard lock(mutex_);
   if (!fd_ || state_ != State::active || loop_watched_ || loop_retired_) return;
   try {

@@ -31,14 +31,6 @@ pytestmark = pytest.mark.skipif(
     reason="aiocomm built without OpenSSL (install libssl-dev and rebuild)")
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("pki")
-    subprocess.run(["sh", str(HERE.parent / "make_test_certs.sh"), str(directory)], check=True,
-                   capture_output=True, timeout=60)
-    return directory
-
-
 @pytest.fixture(scope="module", params=["ice3.7", "ice3.8"])
 def peer_python(request: pytest.FixtureRequest) -> str:
     """The interpreter of the Ice peer (skips, or fails under CI, without it)."""
