@@ -12,6 +12,7 @@ import os
 import socket
 import ssl
 import struct
+import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -140,6 +141,52 @@ async def test_a_forged_record_after_the_handshake_closes_only_that_connection(
             took = await _serve_while(pki, text, under, 10.0)
     assert took is not None and took < 5.0
     assert comm.stats()["protocol_errors"] == 0  # a TLS failure, not an Ice one
+
+
+def _renegotiating_client(pki: Path, port: int) -> subprocess.Popen[bytes]:
+    """``openssl s_client`` over TLS 1.2, past its handshake (Python's ssl cannot
+    renegotiate; s_client does on an ``R`` line of its input)."""
+    client = subprocess.Popen(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2",
+         "-CAfile", str(pki / "ca.pem"), "-verify_return_error"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert client.stdout is not None
+    seen = b""
+    while b"Verify return code: 0" not in seen:
+        line = client.stdout.readline()
+        assert line, seen.decode(errors="replace")
+        seen += line
+    return client
+
+
+async def test_a_renegotiation_attempt_closes_only_that_connection(
+        pki: Path, server: tuple[aiocomm.Communicator, str]) -> None:
+    _, text = server
+    client = _renegotiating_client(pki, _port(text))
+    with client:  # closes its pipes
+        try:
+            assert client.stdin is not None and client.stdout is not None
+            client.stdin.write(b"R\n")  # s_client: renegotiate
+            client.stdin.flush()
+            echo = aiocomm.Communicator(tls=TLS(cafile=pki / "ca.pem"))
+            try:
+                proxy = echo.proxy(text)
+                ended = asyncio.create_task(asyncio.to_thread(client.wait, 10))
+                start = time.monotonic()
+                while not ended.done():
+                    assert await proxy.invoke("echo", b"served", timeout=10.0) == b"served"
+                    await asyncio.sleep(0.05)
+                await ended
+                took = time.monotonic() - start
+            finally:
+                await echo.destroy()
+            output = client.stdout.read()
+            assert b"RENEGOTIATING" in output
+            assert took < 5.0
+        finally:
+            if client.poll() is None:
+                client.kill()
+            client.wait()
 
 
 async def test_mutual_authentication(pki: Path) -> None:
