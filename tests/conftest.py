@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import uvloop
+from _transport import Transport
 
 import aiocomm
 
@@ -117,3 +118,11 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run(["sh", str(Path(__file__).resolve().parent / "make_test_certs.sh"),
                     str(directory)], check=True, capture_output=True, timeout=60)
     return directory
+
+
+@pytest.fixture(params=["tcp", "ssl"])
+def transport(request: pytest.FixtureRequest) -> Transport:
+    """Runs a test over tcp, then over ssl (server-only authentication)."""
+    if request.param == "tcp":
+        return Transport("tcp")
+    return Transport.ssl(request.getfixturevalue("pki"))

@@ -13,10 +13,10 @@ import contextlib
 import os
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from _transport import Transport
 
 import aiocomm
 
@@ -32,29 +32,13 @@ def _delta(after: dict[str, int], before: dict[str, int], key: str) -> int:
     return after[key] - before[key]
 
 
-@pytest.fixture(params=["tcp", "ssl"])
-def pki_of(request: pytest.FixtureRequest) -> Path | None:
-    """The transport under test: None for tcp, the certificates' directory for ssl."""
-    if request.param == "tcp":
-        return None
-    directory: Path = request.getfixturevalue("pki")
-    return directory
-
-
 @contextlib.asynccontextmanager
-async def _echo_pair(loop_reads: bool, pki: Path | None) -> AsyncIterator[
+async def _echo_pair(loop_reads: bool, transport: Transport) -> AsyncIterator[
         tuple[aiocomm.Communicator, aiocomm.Communicator, aiocomm.Proxy]]:
-    """A server with an echo servant and a connected client, both with `loop_reads`,
-    over tcp, or over ssl with the certificates in `pki`."""
-    server_tls = client_tls = None
-    if pki is not None:
-        server_tls = aiocomm.TLS(certfile=pki / "server.pem", keyfile=pki / "server.key",
-                                 cafile=pki / "ca.pem", verify_peer=0)
-        client_tls = aiocomm.TLS(cafile=pki / "ca.pem")
-    async with aiocomm.Communicator(loop_reads=loop_reads, tls=server_tls) as server, \
-            aiocomm.Communicator(loop_reads=loop_reads, tls=client_tls) as client:
-        transport = "tcp" if pki is None else "ssl"
-        adapter = server.create_object_adapter(f"{transport} -h 127.0.0.1 -p 0")
+    """A server with an echo servant and a connected client, both with `loop_reads`."""
+    async with aiocomm.Communicator(loop_reads=loop_reads, tls=transport.server_tls) as server, \
+            aiocomm.Communicator(loop_reads=loop_reads, tls=transport.client_tls) as client:
+        adapter = server.create_object_adapter(transport.endpoint())
         adapter.add(Echo(), "echo")
         adapter.activate()
         proxy = client.proxy(f"echo:{adapter.endpoints[0]}")
@@ -63,8 +47,8 @@ async def _echo_pair(loop_reads: bool, pki: Path | None) -> AsyncIterator[
 
 
 async def _sequential_echoes(loop_reads: bool,
-                             pki: Path | None) -> tuple[dict[str, Any], list[bytes]]:
-    async with _echo_pair(loop_reads, pki) as (server, client, proxy):
+                             transport: Transport) -> tuple[dict[str, Any], list[bytes]]:
+    async with _echo_pair(loop_reads, transport) as (server, client, proxy):
         client_before, server_before = client.stats(), server.stats()
         replies = [await proxy.invoke("echo", i.to_bytes(2, "big")) for i in range(CALLS)]
         client_after, server_after = client.stats(), server.stats()
@@ -79,8 +63,8 @@ async def _sequential_echoes(loop_reads: bool,
 
 
 async def test_replies_and_requests_are_read_by_the_loop_without_wakeups(
-        pki_of: Path | None) -> None:
-    counts, replies = await _sequential_echoes(True, pki_of)
+        transport: Transport) -> None:
+    counts, replies = await _sequential_echoes(True, transport)
     assert replies == [i.to_bytes(2, "big") for i in range(CALLS)]
     for side in ("client", "server"):
         c = counts[side]
@@ -94,9 +78,9 @@ async def test_replies_and_requests_are_read_by_the_loop_without_wakeups(
         assert c["read_handovers"] <= CALLS * 0.05, (side, c)
 
 
-async def test_loop_reads_off_leaves_reads_to_native_threads(pki_of: Path | None) -> None:
+async def test_loop_reads_off_leaves_reads_to_native_threads(transport: Transport) -> None:
     # Over ssl this is the loop that runs no TLS code for its reads.
-    counts, replies = await _sequential_echoes(False, pki_of)
+    counts, replies = await _sequential_echoes(False, transport)
     assert replies == [i.to_bytes(2, "big") for i in range(CALLS)]
     for side in ("client", "server"):
         c = counts[side]
@@ -105,8 +89,8 @@ async def test_loop_reads_off_leaves_reads_to_native_threads(pki_of: Path | None
         assert c["inbox_wakeups"] >= CALLS * 0.9, (side, c)
 
 
-async def test_a_busy_loop_hands_reading_back_and_takes_it_again(pki_of: Path | None) -> None:
-    async with _echo_pair(True, pki_of) as (server, client, proxy):
+async def test_a_busy_loop_hands_reading_back_and_takes_it_again(transport: Transport) -> None:
+    async with _echo_pair(True, transport) as (server, client, proxy):
         # Both ends live on this loop: stall it with a call in flight. The
         # request, or the reply if the loop answered before it stalled,
         # sits unread, and a reactor must take the reading back.
