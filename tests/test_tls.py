@@ -679,3 +679,62 @@ async def test_an_abortive_close_sends_no_close_notify(
             return f"read {data!r}"
 
     assert await asyncio.wait_for(asyncio.to_thread(python_client), 20) in ("truncated", "reset")
+
+
+# Destroy and interpreter exit with TLS connections busy both ways (the loop
+# reading and decrypting, the I/O threads writing what it could not), in a
+# fresh interpreter with a hard timeout: a hang fails the test, not the suite.
+BUSY_TLS = """
+import asyncio, sys, warnings
+from pathlib import Path
+import aiocomm
+
+LOOP, PKI, HOW = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+keep = []
+
+class Echo:
+    def echo(self, payload, current):
+        return payload
+
+async def main():
+    server = aiocomm.Communicator(tls=aiocomm.TLS(
+        certfile=PKI / "server.pem", keyfile=PKI / "server.key", verify_peer=0))
+    client = aiocomm.Communicator(tls=aiocomm.TLS(cafile=PKI / "ca.pem"),
+                                  message_size_max=4 << 20)
+    adapter = server.create_object_adapter("ssl -h 127.0.0.1 -p 0")
+    proxy = client.proxy(str(adapter.add(Echo(), "echo")))
+    adapter.activate()
+    assert await proxy.invoke("echo", b"x") == b"x"
+    calls = [asyncio.ensure_future(proxy.invoke("echo", bytes([i]) * (512 << 10)))
+             for i in range(32)]
+    calls += [asyncio.ensure_future(proxy.invoke("echo", b"small")) for _ in range(500)]
+    await asyncio.sleep(0.05)
+    if HOW == "destroy":
+        await asyncio.wait_for(asyncio.gather(client.destroy(), server.destroy()), 20)
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        # Every call ended: replied before the destroy, or failed with a typed error.
+        assert all(r == b"small" or isinstance(r, (bytes, aiocomm.CommunicatorDestroyedError,
+                                                   ConnectionError)) for r in results), results
+        print("destroyed", flush=True)
+    else:
+        keep.extend([server, client, adapter, proxy, *calls])
+        print("exiting", flush=True)
+
+warnings.simplefilter("ignore")
+if LOOP == "uvloop":
+    import uvloop
+    uvloop.run(main())
+else:
+    asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("how", ["destroy", "exit"])
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_destroy_and_exit_with_tls_connections_busy(
+        pki: Path, run_script: Callable[..., subprocess.CompletedProcess[str]],
+        loop: str, how: str) -> None:
+    result = run_script(BUSY_TLS, args=(loop, str(pki), how), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert ("destroyed" if how == "destroy" else "exiting") in result.stdout
+    assert "Fatal Python error" not in result.stderr
