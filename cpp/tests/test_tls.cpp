@@ -10,6 +10,7 @@
 
 #if AIOCOMM_HAVE_TLS
 #include <openssl/bio.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #endif
 
@@ -135,6 +136,36 @@ TEST(tls_close_sends_close_notify_and_the_peers_reads_as_the_end) {
   server.consume_output(out.size());
   CHECK(client.read(buffer).status == Session::Status::closed);
   CHECK(client.peer_closed());
+}
+
+// A record that fails to authenticate right after good ones: read() gives
+// the good bytes first, then the failure with OpenSSL's reason, and leaves
+// OpenSSL's per-thread error queue empty each time (the loop's thread
+// shares it with Python's ssl module).
+TEST(tls_a_forged_record_after_good_bytes_fails_the_next_read_and_leaves_no_errors_queued) {
+  Session server(Context::create(server_config()), Session::Role::server, "");
+  Session client(Context::create(client_config()), Session::Role::client, "localhost");
+  REQUIRE(run_handshake(client, server));
+  std::string good = "good bytes";
+  REQUIRE(client.write({reinterpret_cast<const std::uint8_t*>(good.data()), good.size()}));
+  auto out = client.output();
+  std::vector<std::uint8_t> wire(out.begin(), out.end());
+  client.consume_output(out.size());
+  // An application-data record of 64 bytes that no key made.
+  wire.insert(wire.end(), {0x17, 0x03, 0x03, 0x00, 0x40});
+  for (int i = 0; i < 64; ++i) wire.push_back(static_cast<std::uint8_t>(i));
+  server.feed(wire);
+  std::vector<std::uint8_t> buffer(1024);
+  auto r = server.read(buffer);
+  CHECK(r.status == Session::Status::ok);
+  CHECK_EQ(std::string(reinterpret_cast<const char*>(buffer.data()), r.bytes), good);
+  CHECK_EQ(ERR_peek_error(), 0UL);
+  r = server.read(buffer);
+  CHECK(r.status == Session::Status::failed);
+  CHECK_EQ(r.bytes, std::size_t{0});
+  CHECK(!server.error().empty());
+  CHECK_EQ(ERR_peek_error(), 0UL);
+  CHECK(server.read(buffer).status == Session::Status::failed);  // and stays so
 }
 
 TEST(tls_a_failed_session_sends_no_close_notify) {

@@ -234,6 +234,7 @@ bool Session::has_output() {
 
 Session::ReadResult Session::read(std::span<std::uint8_t> into) {
   SSL* ssl = handles_->ssl.get();
+  if (failed_) return {Status::failed, 0};  // reported with the bytes before it
   std::size_t total = 0;
   while (total < into.size()) {
     ERR_clear_error();
@@ -245,13 +246,16 @@ Session::ReadResult Session::read(std::span<std::uint8_t> into) {
       continue;
     }
     int code = SSL_get_error(ssl, r);
-    // Bytes first; a failure is sticky and is reported by the next call.
-    if (total > 0) break;
     if (code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE) {
-      return {Status::want_input, 0};
+      return {total > 0 ? Status::ok : Status::want_input, total};
     }
-    if (code == SSL_ERROR_ZERO_RETURN) return {Status::closed, 0};
-    return {fail(code, "TLS error"), total};
+    if (code == SSL_ERROR_ZERO_RETURN) return {total > 0 ? Status::ok : Status::closed, total};
+    // Recorded now, while OpenSSL's (per-thread) error queue holds the
+    // reason, and emptied: the loop's thread shares that queue with
+    // Python's ssl module. The bytes before the failure go first; the next
+    // call reports it.
+    fail(code, "TLS error");
+    return {total > 0 ? Status::ok : Status::failed, total};
   }
   return {Status::ok, total};
 }
