@@ -33,6 +33,18 @@ import aiocomm
 
 HERE = Path(__file__).resolve()
 
+# ------------------------------------------------------------------ scenario scripts
+
+# The end of a scenario script for conftest's run_script: runs its main() on
+# the loop its LOOP names ("asyncio" or "uvloop", from its arguments).
+RUN_MAIN_ON_LOOP = """
+if LOOP == "uvloop":
+    import uvloop
+    uvloop.run(main())
+else:
+    asyncio.run(main())
+"""
+
 # ------------------------------------------------------------------ wire
 
 VALIDATE = b"IceP\x01\x00\x01\x00\x03\x00\x0e\x00\x00\x00"

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+from _peers import RUN_MAIN_ON_LOOP
 
 import aiocomm
 
@@ -151,13 +152,7 @@ async def main():
             adapter.add(Echo(), "echo")
             adapter.activate()
             await call(adapter.endpoints[0])
-
-if LOOP == "uvloop":
-    import uvloop
-    uvloop.run(main())
-else:
-    asyncio.run(main())
-"""
+""" + RUN_MAIN_ON_LOOP
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])

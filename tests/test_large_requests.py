@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _peers import CLOSE, VALIDATE, recv_message
+from _peers import CLOSE, RUN_MAIN_ON_LOOP, VALIDATE, recv_message
 
 import aiocomm
 from aiocomm import TLS
@@ -384,13 +384,7 @@ async def main():
     # "exit": the interpreter ends with the communicator alive and its
     # writes pending; the exit hook tears it down.
     print("OK", flush=True)
-
-if LOOP == "uvloop":
-    import uvloop
-    uvloop.run(main())
-else:
-    asyncio.run(main())
-"""
+""" + RUN_MAIN_ON_LOOP
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from _peers import CLOSE, VALIDATE, recv_message, request
+from _peers import CLOSE, RUN_MAIN_ON_LOOP, VALIDATE, recv_message, request
 
 import aiocomm
 from aiocomm import TLS
@@ -720,13 +720,7 @@ async def main():
         keep.extend([server, client, adapter, proxy, *calls])
         print("exiting", flush=True)
 
-warnings.simplefilter("ignore")
-if LOOP == "uvloop":
-    import uvloop
-    uvloop.run(main())
-else:
-    asyncio.run(main())
-"""
+warnings.simplefilter("ignore")""" + RUN_MAIN_ON_LOOP
 
 
 @pytest.mark.parametrize("how", ["destroy", "exit"])
