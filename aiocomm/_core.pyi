@@ -82,6 +82,11 @@ class Inbox:
         this loop iteration's batch; the runtime's sets of dispatches in flight (which a
         servant that suspends joins until it ends), who waits for them to empty and how
         to wake them; and asyncio's pieces a coroutine servant's task is made of."""
+    def dispatch_started(self, current: Any) -> None:
+        """``current`` is in flight: added to the sets given to configure_dispatch."""
+    def dispatch_ended(self, current: Any) -> None:
+        """``current`` has ended: removed, and who waits for its adapter (or for every
+        dispatch) to be idle is woken. Both are idempotent."""
     def add_adapter(self, adapter_id: int, adapter: Any, servants: dict[Any, object],
                     defaults: dict[str, object], authorize: Any) -> None:
         """An adapter whose requests are held until activated: dispatched from ``servants``

@@ -549,25 +549,11 @@ class Runtime:
             handle.reply_message(connection_id, request_id, 7, f"{type(exc).__name__}: {exc}")
 
     def _dispatch_started(self, current: Current) -> None:
-        self.dispatching.add(current)
-        adapter = current.adapter
-        if adapter is not None:
-            self.by_adapter.setdefault(adapter, set()).add(current)
+        # Natively, as a suspended continuation's (in_flight.h): one implementation.
+        self.inbox.dispatch_started(current)
 
     def _dispatch_ended(self, current: Current) -> None:
-        if current not in self.dispatching:
-            return
-        self.dispatching.discard(current)
-        adapter = current.adapter
-        if adapter is not None:
-            of_adapter = self.by_adapter.get(adapter)
-            if of_adapter is not None:
-                of_adapter.discard(current)
-                if not of_adapter:
-                    del self.by_adapter[adapter]
-                    self._wake_idle_waiters(adapter)
-        if not self.dispatching:
-            self._wake_idle_waiters(None)
+        self.inbox.dispatch_ended(current)
 
     def dispatches_of(self, adapter: object) -> list[Current]:
         """The dispatches of `adapter` that called a servant and have not ended."""

@@ -1,14 +1,15 @@
-// The runtime's count of dispatches in flight, kept from C for the
-// continuations that suspend (continuation.h): a dispatch that suspends is
-// added to the runtime's sets, and removed when it ends, with no Python
-// frame. The sets stay the runtime's (Runtime.dispatching and
-// Runtime.by_adapter, one source of truth for in_flight, dispatches_of,
-// abandon and wait_idle); Python is called only to wake who waits for
-// them to empty (Runtime._wake_idle_waiters), when someone does.
+// The runtime's count of dispatches in flight, the one implementation of
+// it: a continuation that suspends (continuation.h) is added to the
+// runtime's sets, and removed when it ends, with no Python frame; the
+// runtime's own dispatches (tasks, exceptions, abandon) go through
+// Inbox.dispatch_started / dispatch_ended to the same code. The sets stay
+// the runtime's (Runtime.dispatching and Runtime.by_adapter, read by
+// in_flight, dispatches_of, abandon and wait_idle); Python is called only
+// to wake who waits for them to empty (Runtime._wake_idle_waiters), when
+// someone does.
 //
-// Loop thread, with the GIL. Both ends are idempotent, as the runtime's
-// _dispatch_started and _dispatch_ended: abandon() may end a dispatch
-// before its servant does.
+// Loop thread, with the GIL. Both ends are idempotent: abandon() may end a
+// dispatch before its servant does.
 #pragma once
 
 #include <pybind11/pybind11.h>

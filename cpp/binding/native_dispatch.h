@@ -73,6 +73,10 @@ class NativeDispatch {
   // The runtime's sets of dispatches in flight, which suspended
   // continuations join (in_flight.h).
   InFlight& in_flight() noexcept { return in_flight_; }
+  // The runtime's own (a dispatch that ends in a task or an exception):
+  // the same bookkeeping as a continuation's, with Current.adapter's key.
+  void dispatch_started(PyObject* current) { in_flight_.start(current, adapter_of(current).ptr()); }
+  void dispatch_ended(PyObject* current) { in_flight_.end(current, adapter_of(current).ptr()); }
   PyObject* owner() const noexcept { return owner_; }
   // An adapter, holding until activated: `servants` is its (identity, facet)
   // -> servant dict, `defaults` its category -> default servant dict (both

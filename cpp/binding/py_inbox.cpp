@@ -248,6 +248,15 @@ void bind_inbox(py::module_& m) {
            py::arg("dispatching"), py::arg("by_adapter"), py::arg("idle_waiters"),
            py::arg("wake_idle"), py::arg("loop"), py::arg("task_type"), py::arg("current_task"),
            py::arg("enter_task"), py::arg("leave_task"))
+      .def("dispatch_started",
+           [](PyInbox& self, py::object current) { self.dispatch.dispatch_started(current.ptr()); },
+           py::arg("current"),
+           "`current` is in flight (the runtime's sets; see configure_dispatch). Idempotent.")
+      .def("dispatch_ended",
+           [](PyInbox& self, py::object current) { self.dispatch.dispatch_ended(current.ptr()); },
+           py::arg("current"),
+           "`current` has ended; who waits for its adapter, or for all, to be idle is woken. "
+           "Idempotent.")
       .def("add_adapter",
            [](PyInbox& self, std::uint32_t adapter_id, py::object adapter, py::dict servants,
               py::dict defaults, py::object authorize) {
