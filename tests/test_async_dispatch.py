@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from _pair import Pair, open_pair
 
 import aiocomm
 from aiocomm._runtime import current_dispatch
@@ -23,26 +24,10 @@ LIMIT = 30.0  # seconds; for what must happen, far above its real time
 tag: contextvars.ContextVar[str] = contextvars.ContextVar("tag", default="unset")
 
 
-class Pair:
-    def __init__(self, server: aiocomm.Communicator, client: aiocomm.Communicator,
-                 adapter: aiocomm.ObjectAdapter) -> None:
-        self.server, self.client, self.adapter = server, client, adapter
-
-    def proxy(self, identity: str) -> aiocomm.Proxy:
-        return self.client.proxy(f"{identity}:{self.adapter.endpoints[0]}")
-
-
 @pytest.fixture
 async def pair() -> AsyncIterator[Pair]:
-    server = aiocomm.Communicator()
-    client = aiocomm.Communicator(invocation_timeout=LIMIT)
-    try:
-        adapter = server.create_object_adapter()
-        adapter.activate()
-        yield Pair(server, client, adapter)
-    finally:
-        await client.destroy()
-        await asyncio.wait_for(server.destroy(), LIMIT)
+    async with open_pair(Pair) as opened:
+        yield opened
 
 
 class Servant:

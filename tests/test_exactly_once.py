@@ -15,6 +15,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import _pair
 import pytest
 
 import aiocomm
@@ -26,16 +27,7 @@ LONG_CLOSE = 120.0
 DESTROY_LIMIT = 30.0
 
 
-class Pair:
-    def __init__(self, server: aiocomm.Communicator, client: aiocomm.Communicator,
-                 adapter: aiocomm.ObjectAdapter) -> None:
-        self.server = server
-        self.client = client
-        self.adapter = adapter
-
-    def proxy(self, identity: str) -> aiocomm.Proxy:
-        return self.client.proxy(f"{identity}:{self.adapter.endpoints[0]}")
-
+class Pair(_pair.Pair):
     def register(self, servant: object, how: str) -> aiocomm.Proxy:
         """Registers ``servant`` as ``how`` says: "identity" (native path) or
         "default" (the Python runtime's default-servant lookup)."""
@@ -52,15 +44,9 @@ class Pair:
 
 @pytest.fixture
 async def pair() -> AsyncIterator[Pair]:
-    server = aiocomm.Communicator(close_timeout=LONG_CLOSE)
-    client = aiocomm.Communicator(invocation_timeout=DESTROY_LIMIT)
-    try:
-        adapter = server.create_object_adapter()
-        adapter.activate()
-        yield Pair(server, client, adapter)
-    finally:
-        await client.destroy()
-        await asyncio.wait_for(server.destroy(), DESTROY_LIMIT)
+    async with _pair.open_pair(Pair, server={"close_timeout": LONG_CLOSE},
+                               client={"invocation_timeout": DESTROY_LIMIT}) as opened:
+        yield opened
 
 
 HOW = ["identity", "default"]

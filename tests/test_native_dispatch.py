@@ -8,34 +8,22 @@ import subprocess
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import _pair
 import pytest
 
 import aiocomm
 from aiocomm._runtime import current_dispatch
 
 
-class Pair:
-    def __init__(self, server: aiocomm.Communicator, client: aiocomm.Communicator,
-                 adapter: aiocomm.ObjectAdapter) -> None:
-        self.server, self.client, self.adapter = server, client, adapter
-
-    def proxy(self, text: str) -> aiocomm.Proxy:
-        return self.client.proxy(f"{text}:{self.adapter.endpoints[0]}")
-
+class Pair(_pair.Pair):
     def native(self) -> int:
         return self.server.stats()["native_dispatches"]
 
 
 @pytest.fixture
 async def pair() -> AsyncIterator[Pair]:
-    server = aiocomm.Communicator()
-    client = aiocomm.Communicator()
-    try:
-        adapter = server.create_object_adapter()
-        yield Pair(server, client, adapter)
-    finally:
-        await client.destroy()
-        await server.destroy()
+    async with _pair.open_pair(Pair, activate=False) as opened:
+        yield opened
 
 
 class Echo:

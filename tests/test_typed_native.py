@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import _pair
 import pytest
 
 import aiocomm
@@ -132,29 +133,15 @@ class PlainErrors(Svc):
         return "not an int"
 
 
-class Pair:
-    def __init__(self, server: aiocomm.Communicator, client: aiocomm.Communicator,
-                 adapter: aiocomm.ObjectAdapter) -> None:
-        self.server, self.client, self.adapter = server, client, adapter
-
-    def proxy(self, identity: str) -> aiocomm.Proxy:
-        return self.client.proxy(f"{identity}:{self.adapter.endpoints[0]}")
-
+class Pair(_pair.Pair):
     def svc(self, identity: str) -> Any:
         return NT.SvcPrx(self.proxy(identity))
 
 
 @pytest.fixture
 async def pair() -> AsyncIterator[Pair]:
-    server = aiocomm.Communicator()
-    client = aiocomm.Communicator(invocation_timeout=LIMIT)
-    try:
-        adapter = server.create_object_adapter()
-        adapter.activate()
-        yield Pair(server, client, adapter)
-    finally:
-        await client.destroy()
-        await asyncio.wait_for(server.destroy(), LIMIT)
+    async with _pair.open_pair(Pair) as opened:
+        yield opened
 
 
 def native_count(pair: Pair) -> int:
