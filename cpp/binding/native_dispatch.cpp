@@ -17,6 +17,7 @@
 #include "binding/builtin_operations.h"
 #include "binding/continuation.h"
 #include "binding/handle.h"
+#include "binding/py_body.h"
 #include "binding/raised.h"
 #include "protocol/message.h"
 
@@ -390,7 +391,7 @@ void NativeDispatch::dispatch_to(const Adapter& adapter, core::Event& e, Handle&
                                            : protocol::ReplyStatus::object_not_exist);
   }
   auto servant = py::reinterpret_borrow<py::object>(found_servant);
-  const protocol::ByteView params(e.body.data(), e.body.size());
+  const protocol::ByteView params = params_of(e);
 
   if (is_builtin_operation(e.operation)) {
     protocol::Bytes out;
@@ -436,8 +437,11 @@ void NativeDispatch::dispatch_to(const Adapter& adapter, core::Event& e, Handle&
   if (!method || !PyCallable_Check(method.ptr())) {
     return refuse(handle, e, protocol::ReplyStatus::operation_not_exist);
   }
-  auto params_bytes = py::reinterpret_steal<py::object>(PyBytes_FromStringAndSize(
-      reinterpret_cast<const char*>(params.data()), static_cast<Py_ssize_t>(params.size())));
+  // The very object the params were read into, when they were (no copy).
+  auto params_bytes = py::reinterpret_steal<py::object>(
+      e.owned_body ? static_cast<PyBodyOwner*>(e.owned_body.get())->release()
+                   : PyBytes_FromStringAndSize(reinterpret_cast<const char*>(params.data()),
+                                               static_cast<Py_ssize_t>(params.size())));
   PyObject* token = params_bytes ? PyContextVar_Set(current_var_.ptr(), current.ptr()) : nullptr;
   if (token == nullptr) {
     conclude(handle, e, current.ptr(), py::none(), py::reinterpret_steal<py::object>(take_raised()));
@@ -500,7 +504,8 @@ void NativeDispatch::dispatch_typed(core::Event& e, Handle& handle, PyObject* ha
   }
   py::tuple args;
   PyObject* undecodable = error_of([&] {
-    args = op->decode_in_view(aiocomm::codec::ByteView(e.body.data(), e.body.size()),
+    auto params = params_of(e);
+    args = op->decode_in_view(aiocomm::codec::ByteView(params.data(), params.size()),
                               channel.ptr());
   });
   channel = py::object();
@@ -780,6 +785,14 @@ void NativeDispatch::conclude_continued(PyObject* handle_object, const Request& 
     handle.set_flush_arranged(true);
     call_runtime(flush_soon_, {handle_object});
   }
+}
+
+protocol::ByteView NativeDispatch::params_of(core::Event& e) {
+  if (e.owned_body) {
+    auto bytes = e.owned_body->bytes();
+    return protocol::ByteView(bytes.data(), bytes.size());
+  }
+  return protocol::ByteView(e.body.data(), e.body.size());
 }
 
 py::object NativeDispatch::adapter_of(PyObject* current) {

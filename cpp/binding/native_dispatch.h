@@ -146,6 +146,9 @@ class NativeDispatch {
                           PyObject* category, PyObject* facet, PyObject* operation,
                           PyObject* handle_object);
   void reset_current(PyObject* token);
+  // A request's params: the object they were read into (py_body.h), else
+  // the pooled body.
+  static protocol::ByteView params_of(core::Event& e);
   // Current.adapter (a new reference; None when it cannot be read).
   py::object adapter_of(PyObject* current);
   void reply(Handle& handle, const Request& e, PyObject* current, protocol::ByteView payload);

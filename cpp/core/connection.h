@@ -59,7 +59,7 @@ struct ConnectionStats {
   std::atomic<std::uint64_t> interest_changes{0}; // epoll_ctl calls to (un)watch writes
   std::atomic<std::uint64_t> loop_read_calls{0};  // read_calls made by the loop thread
   std::atomic<std::uint64_t> read_handovers{0};   // the loop stalled: the reactor read for it
-  std::atomic<std::uint64_t> owned_bodies{0};     // reply bodies read into a BodyMaker's owner
+  std::atomic<std::uint64_t> owned_bodies{0};     // bodies read into a BodyMaker's owner
   std::atomic<std::uint64_t> direct_body_reads{0};  // reads straight into such a body
   // Requests whose payload was queued by reference, not copied (PayloadOwner).
   std::atomic<std::uint64_t> borrowed_request_bodies{0};
