@@ -67,8 +67,9 @@ struct Event {
   std::string text;       // failure or log message; a reply's message
   protocol::Bytes body;   // a reply's payload, a request's params
   // A reply's payload or a request's params instead of `body` (then
-  // empty), when a BodyMaker made it. Shared so that an Event stays copyable (the C++ tests copy them);
-  // the library never copies one that holds a body.
+  // empty), when a BodyMaker made it. Shared so that an Event stays
+  // copyable (the C++ tests copy them); the library never copies one that
+  // holds a body.
   std::shared_ptr<BodyOwner> owned_body;
   // A request's header, or a "does not exist" reply's target.
   protocol::Identity identity;
