@@ -63,16 +63,31 @@ def borrowed(comm: aiocomm.Communicator) -> int:
 
 
 @contextlib.asynccontextmanager
-async def echo_pair(loop_reads: bool, **client_options: Any) -> AsyncIterator[
-        tuple[Echo, aiocomm.Communicator, aiocomm.Proxy]]:
+async def communicators(loop_reads: bool, **client_options: Any) -> AsyncIterator[
+        tuple[aiocomm.Communicator, aiocomm.Communicator]]:
+    """A server and a client communicator, for messages up to SIZE_MAX."""
     async with aiocomm.Communicator(loop_reads=loop_reads, message_size_max=SIZE_MAX) as server, \
             aiocomm.Communicator(loop_reads=loop_reads, message_size_max=SIZE_MAX,
                                  invocation_timeout=60.0, **client_options) as client:
-        servant = Echo()
-        adapter = server.create_object_adapter("tcp -h 127.0.0.1 -p 0")
-        adapter.add(servant, "echo")
+        yield server, client
+
+
+def serve_echo(server: aiocomm.Communicator, client: aiocomm.Communicator, *,
+               activate: bool = True) -> tuple[Echo, aiocomm.ObjectAdapter, aiocomm.Proxy]:
+    """An Echo servant on a new adapter of `server`, and the client's proxy to it."""
+    servant = Echo()
+    adapter = server.create_object_adapter("tcp -h 127.0.0.1 -p 0")
+    adapter.add(servant, "echo")
+    if activate:
         adapter.activate()
-        proxy = client.proxy(f"echo:{adapter.endpoints[0]}")
+    return servant, adapter, client.proxy(f"echo:{adapter.endpoints[0]}")
+
+
+@contextlib.asynccontextmanager
+async def echo_pair(loop_reads: bool, **client_options: Any) -> AsyncIterator[
+        tuple[Echo, aiocomm.Communicator, aiocomm.Proxy]]:
+    async with communicators(loop_reads, **client_options) as (server, client):
+        servant, _, proxy = serve_echo(server, client)
         await proxy.invoke("echo", b"warm-up")
         yield servant, client, proxy
 
@@ -317,14 +332,8 @@ async def test_a_retried_request_still_has_its_payload(loop_reads: bool, how: st
 @both_ways
 async def test_request_params_are_read_into_the_bytes_the_servant_receives(
         loop_reads: bool) -> None:
-    async with aiocomm.Communicator(loop_reads=loop_reads, message_size_max=SIZE_MAX) as server, \
-            aiocomm.Communicator(loop_reads=loop_reads, message_size_max=SIZE_MAX,
-                                 invocation_timeout=60.0) as client:
-        servant = Echo()
-        adapter = server.create_object_adapter("tcp -h 127.0.0.1 -p 0")
-        adapter.add(servant, "echo")
-        adapter.activate()
-        proxy = client.proxy(f"echo:{adapter.endpoints[0]}")
+    async with communicators(loop_reads) as (server, client):
+        servant, _, proxy = serve_echo(server, client)
         await proxy.invoke("echo", b"warm-up")
         before = server.stats()["owned_bodies"]
         sizes = [KIB - 1, KIB, 4 * KIB, 64 * KIB, MIB] * 4
@@ -349,23 +358,16 @@ async def test_large_requests_held_by_an_inactive_adapter_keep_their_params(
         loop_reads: bool) -> None:
     # Read into their bytes while the adapter holds them; dispatched intact
     # once it is activated, and let go with the rest when destroy refuses them.
-    async with aiocomm.Communicator(loop_reads=loop_reads, message_size_max=SIZE_MAX) as server, \
-            aiocomm.Communicator(loop_reads=loop_reads, message_size_max=SIZE_MAX,
-                                 invocation_timeout=60.0) as client:
-        servant = Echo()
-        adapter = server.create_object_adapter("tcp -h 127.0.0.1 -p 0")
-        adapter.add(servant, "echo")
-        proxy = client.proxy(f"echo:{adapter.endpoints[0]}")
+    async with communicators(loop_reads) as (server, client):
+        _, adapter, proxy = serve_echo(server, client, activate=False)
         payloads = [pattern(size, seed) for seed, size in enumerate([2 * KIB, 64 * KIB] * 8)]
         calls = [asyncio.ensure_future(proxy.invoke("echo", p)) for p in payloads]
         await asyncio.sleep(0.2)  # they arrive and are held
         assert not any(call.done() for call in calls)
         adapter.activate()
         assert await asyncio.gather(*calls) == payloads
-        second = server.create_object_adapter("tcp -h 127.0.0.1 -p 0")
-        second.add(servant, "echo")
-        held = [asyncio.ensure_future(
-            client.proxy(f"echo:{second.endpoints[0]}").invoke("echo", p)) for p in payloads]
+        _, _, second = serve_echo(server, client, activate=False)
+        held = [asyncio.ensure_future(second.invoke("echo", p)) for p in payloads]
         await asyncio.sleep(0.2)
         await server.destroy()  # with them held
         # Each call failed with a typed error; none hung.

@@ -235,6 +235,10 @@ class Connection final : public IoHandler, public std::enable_shared_from_this<C
   void finish_direct_body();
   void handle_message(protocol::MessageType type, protocol::ByteView body);
   void handle_reply(protocol::ByteView body);
+  // A reply's payload or a request's params into `event`: into the `bytes`
+  // Python receives (a BodyMaker's owner) when the loop reads and it is
+  // large enough, else into a pooled body.
+  void take_body(Event& event, protocol::ByteView payload);
   void handle_requests(std::vector<protocol::Request> requests);
   // Replies and requests parsed from one read reach the inbox together:
   // one lock, and at most one wake-up of the loop, per read.

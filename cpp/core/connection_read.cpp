@@ -221,23 +221,27 @@ void Connection::handle_reply(protocol::ByteView body) {
   event.code = reply.status;
   event.connection_id = id_;
   event.encoding = reply.encoding;
-  auto* maker = reading_on_loop_ && reply.payload.size() >= owned_body_min
-                    ? host_.inbox().body_maker() : nullptr;
-  if (maker != nullptr) event.owned_body = maker->make(reply.payload.size());
-  if (event.owned_body) {
-    // Copied once, into the object Python receives.
-    std::memcpy(event.owned_body->bytes().data(), reply.payload.data(), reply.payload.size());
-    host_.connection_stats().owned_bodies.fetch_add(1, std::memory_order_relaxed);
-  } else {
-    event.body = host_.buffers().take(reply.payload.size());
-    event.body.assign(reply.payload.begin(), reply.payload.end());
-  }
+  take_body(event, reply.payload);
   event.identity = std::move(reply.identity);
   event.facet = std::move(reply.facet);
   event.operation = std::move(reply.operation);
   event.text = std::move(reply.message);
   event.request = std::move(outgoing->message);
   parsed_.push_back(std::move(event));
+}
+
+void Connection::take_body(Event& event, protocol::ByteView payload) {
+  auto* maker = reading_on_loop_ && payload.size() >= owned_body_min ? host_.inbox().body_maker()
+                                                                     : nullptr;
+  if (maker != nullptr) event.owned_body = maker->make(payload.size());
+  if (event.owned_body) {
+    // Copied once, into the object Python receives.
+    std::memcpy(event.owned_body->bytes().data(), payload.data(), payload.size());
+    host_.connection_stats().owned_bodies.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    event.body = host_.buffers().take(payload.size());
+    event.body.assign(payload.begin(), payload.end());
+  }
 }
 
 bool Connection::start_direct_body(const protocol::Header& header, protocol::ByteView available) {
@@ -343,18 +347,7 @@ void Connection::handle_requests(std::vector<protocol::Request> requests) {
     event.mode = request.mode;
     event.context = std::move(request.context);
     event.encoding = request.encoding;
-    // As a reply's payload (handle_reply): copied once, into the `bytes` a
-    // servant receives, rather than into a pooled body and then a `bytes`.
-    auto* maker = reading_on_loop_ && request.params.size() >= owned_body_min
-                      ? host_.inbox().body_maker() : nullptr;
-    if (maker != nullptr) event.owned_body = maker->make(request.params.size());
-    if (event.owned_body) {
-      std::memcpy(event.owned_body->bytes().data(), request.params.data(), request.params.size());
-      host_.connection_stats().owned_bodies.fetch_add(1, std::memory_order_relaxed);
-    } else {
-      event.body = host_.buffers().take(request.params.size());
-      event.body.assign(request.params.begin(), request.params.end());
-    }
+    take_body(event, request.params);
     parsed_.push_back(std::move(event));
   }
 }
