@@ -21,7 +21,8 @@ void Connection::offer_to_loop() {
   // plain TCP's calls/s (16 B, 64 in flight, uvloop) against 0.92x read
   // here. The handshake, certificate checks and a stalled or hostile peer
   // before it never reach the loop; a blocked loop hands the reading back
-  // as over TCP; loop_reads=False leaves all TLS work to the I/O threads.
+  // as over TCP; loop_reads=False leaves every TLS read to the I/O threads
+  // (the loop still encrypts what it flushes, as it sends tcp bytes itself).
   if (!host_.options().loop_reads) return;
   std::lock_guard lock(mutex_);
   if (!fd_ || state_ != State::active || loop_watched_ || loop_retired_) return;
